@@ -1,0 +1,3 @@
+from codefill.cli.main import main
+
+main()

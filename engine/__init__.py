@@ -1,0 +1,1 @@
+"""codefill.engine: context → prompt → decode → post-process → cache."""

@@ -1,0 +1,63 @@
+"""One place for the engine's defaults. Layering (defaults < config file < environment < flags) happens in the
+adapters (cli/, lsp/); the engine receives a finished, frozen `EngineConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Token budget of the prompt. llama-server's split: prefix 3/4, suffix 1/4, extra context fills the rest."""
+
+    prefix_tokens: int = 1024  # text before the cursor, cut at line boundaries
+    suffix_tokens: int = 256  # text after the cursor (FIM models only)
+    extra_tokens: int = 512  # snippets from other files
+    # The prefix window's first line stays put while the user types, so the KV cache stays valid; it is only moved
+    # (to keep `window_refill` of the budget) once the prefix overflows.
+    window_refill: float = 0.75
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_tokens: int = 128  # per completion
+    max_lines: int = 16  # block completions
+    time_budget_ms: float | None = 1500.0  # stop decoding after this long (None: no limit)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: str | None = None  # None: the embedded default model
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None  # None: one per performance core
+    n_gpu_layers: int = -1  # -1: everything on the GPU when llama.cpp was built with Metal/CUDA
+    n_seq: int = 1  # parallel sequences (repeated sampling uses more)
+    spm: bool | None = None  # suffix-first FIM order; None: the family's default
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    cache_entries: int = 256  # completion cache (LRU)
+
+    def with_overrides(self, **kw) -> "EngineConfig":
+        """Copy with overrides; nested keys as `budget.prefix_tokens=…` or `decode__max_tokens=…`."""
+        top, budget, decode = {}, {}, {}
+        for k, v in kw.items():
+            if v is None and k != "time_budget_ms":
+                continue
+            key = k.replace("__", ".")
+            if key.startswith("budget."):
+                budget[key[7:]] = v
+            elif key.startswith("decode."):
+                decode[key[7:]] = v
+            elif key in {f.name for f in fields(BudgetConfig)}:
+                budget[key] = v
+            elif key in {f.name for f in fields(DecodeConfig)}:
+                decode[key] = v
+            else:
+                top[key] = v
+        out = replace(self, **top) if top else self
+        if budget:
+            out = replace(out, budget=replace(out.budget, **budget))
+        if decode:
+            out = replace(out, decode=replace(out.decode, **decode))
+        return out

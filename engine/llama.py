@@ -1,0 +1,380 @@
+"""A thin runtime over llama.cpp's C API (through llama-cpp-python's ctypes bindings).
+
+Why not `llama_cpp.Llama`: we need token-level prompts (its FIM path uses token id 0 for the FIM tokens), control of
+model parameters it does not expose (`use_extra_bufts`, see hardware.py), a load progress callback, several sequences
+sharing one prompt (repeated sampling), and exact accounting of which prompt tokens were reused from the KV cache.
+This module knows tokens and sequences, nothing about documents or prompts.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import threading
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelFormatError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
+
+log = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_llama_log: collections.deque[str] = collections.deque(maxlen=200)
+
+
+def _llama():
+    import llama_cpp
+
+    return llama_cpp
+
+
+def _init_backend() -> None:
+    """Initialise llama.cpp once and route its log into a ring buffer (errors are shown when a load fails)."""
+    global _backend_ready, _log_cb
+    with _backend_lock:
+        if _backend_ready:
+            return
+        L = _llama()
+
+        @L.llama_log_callback
+        def _cb(level, text, _user):  # pragma: no cover - called from C
+            try:
+                msg = text.decode("utf-8", errors="replace")
+            except Exception:
+                return
+            _llama_log.append(msg)
+            if os.environ.get("CODEFILL_LLAMA_LOG"):
+                import sys
+
+                sys.stderr.write(msg)
+
+        _log_cb = _cb  # keep a reference: C holds the pointer
+        L.llama_log_set(_cb, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        _backend_ready = True
+
+
+def last_llama_errors(n: int = 3) -> str:
+    lines = [ln.strip() for ln in _llama_log if ln.strip()]
+    errs = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return "; ".join((errs or lines)[-n:])
+
+
+def check_model_file(path: str) -> None:
+    """Fail with a one-line error before llama.cpp sees a file it would choke on."""
+    if not os.path.exists(path):
+        raise ModelNotFoundError(f"model not found: {path}")
+    if os.path.isdir(path):
+        raise ModelUnreadableError(f"model path is a directory, not a GGUF file: {path}")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise ModelUnreadableError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    if head[:4] != GGUF_MAGIC:
+        raise ModelFormatError(f"not a GGUF model file: {path}")
+    if len(head) < 24:
+        raise ModelFormatError(f"truncated GGUF file: {path}")
+    version = int.from_bytes(head[4:8], "little")
+    if version not in (2, 3):
+        raise ModelFormatError(f"unsupported GGUF version {version}: {path}")
+
+
+def default_threads() -> int:
+    """Physical-ish core count: llama.cpp decodes fastest with one thread per performance core."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 4
+    return max(1, min(n, 8) if n <= 4 else n // 2)
+
+
+class LlamaRuntime:
+    """One model, one context, `n_seq` sequences sharing the KV cache. Not thread-safe: callers serialise."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_gpu_layers: int = -1,
+        n_seq: int = 1,
+        vocab_only: bool = False,
+        use_extra_bufts: bool | None = None,
+        progress: Callable[[float], None] | None = None,
+    ):
+        check_model_file(path)
+        _init_backend()
+        L = _llama()
+        self.L = L
+        self.path = path
+        self.vocab_only = vocab_only
+        mp = L.llama_model_default_params()
+        mp.vocab_only = vocab_only
+        mp.n_gpu_layers = n_gpu_layers if L.llama_supports_gpu_offload() else 0
+        if n_gpu_layers < 0:
+            mp.n_gpu_layers = 999 if L.llama_supports_gpu_offload() else 0
+        if use_extra_bufts is None and not vocab_only:
+            from .hardware import use_extra_buffer_types
+
+            use_extra_bufts = use_extra_buffer_types(path)
+        mp.use_extra_bufts = bool(use_extra_bufts) if use_extra_bufts is not None else True
+        self.use_extra_bufts = mp.use_extra_bufts
+        if progress is not None:
+
+            @L.llama_progress_callback
+            def _progress(fraction, _user):  # pragma: no cover - called from C
+                try:
+                    progress(float(fraction))
+                except Exception:  # a broken progress bar must not abort the load
+                    pass
+                return True
+
+            self._progress_cb = _progress
+            mp.progress_callback = _progress
+        _llama_log.clear()
+        self.model = L.llama_model_load_from_file(path.encode("utf-8"), mp)
+        if not self.model:
+            detail = last_llama_errors()
+            raise ModelLoadError(f"llama.cpp could not load {path}" + (f": {detail}" if detail else ""))
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.ctx = None
+        self.n_ctx = 0
+        self.n_batch = n_batch
+        self.n_seq = n_seq
+        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]
+        self._logits_idx: dict[int, int] = {}
+        self._piece_cache: dict[int, bytes] = {}
+        if vocab_only:
+            return
+        cp = L.llama_context_default_params()
+        n_ctx_train = L.llama_model_n_ctx_train(self.model)
+        cp.n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
+        cp.n_batch = n_batch
+        cp.n_ubatch = n_batch
+        cp.n_seq_max = n_seq
+        self.n_threads = n_threads or default_threads()
+        cp.n_threads = self.n_threads
+        cp.n_threads_batch = self.n_threads
+        cp.no_perf = True
+        if hasattr(cp, "kv_unified"):
+            cp.kv_unified = True  # sequences share one cache of n_ctx cells (needed to copy a prompt between them)
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            detail = last_llama_errors()
+            L.llama_model_free(self.model)
+            self.model = None
+            raise ModelLoadError(f"llama.cpp could not create a context for {path}" + (f": {detail}" if detail else ""))
+        self.n_ctx = L.llama_n_ctx(self.ctx)
+        self.mem = L.llama_get_memory(self.ctx)
+        self._batch_cap = max(n_batch, n_seq)
+        self._batch = L.llama_batch_init(self._batch_cap, 0, n_seq)
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        L = self.L
+        if getattr(self, "_batch", None) is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx:
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            L.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------------- metadata
+    def metadata(self) -> dict[str, str]:
+        L = self.L
+        out: dict[str, str] = {}
+        buf = ctypes.create_string_buffer(1 << 16)
+        for i in range(L.llama_model_meta_count(self.model)):
+            k = L.llama_model_meta_key_by_index(self.model, i, buf, len(buf))
+            if k < 0:
+                continue
+            key = buf.value.decode("utf-8", errors="replace")
+            v = L.llama_model_meta_val_str_by_index(self.model, i, buf, len(buf))
+            if v < 0:
+                continue
+            out[key] = buf.value.decode("utf-8", errors="replace")
+        return out
+
+    def describe(self) -> str:
+        buf = ctypes.create_string_buffer(256)
+        self.L.llama_model_desc(self.model, buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    # ---------------------------------------------------------------- vocabulary
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = False) -> list[int]:
+        """Tokens for `text`. User text is never parsed for special tokens (parse_special=False) by default."""
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        arr = (self.L.llama_token * n_max)()
+        n = self.L.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            arr = (self.L.llama_token * n_max)()
+            n = self.L.llama_tokenize(self.vocab, data, len(data), arr, n_max, add_special, parse_special)
+        return list(arr[:n])
+
+    def token_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes a token stands for (special tokens render empty unless `special`)."""
+        key = token if not special else -1 - token
+        piece = self._piece_cache.get(key)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            piece = buf.raw[:n]
+            self._piece_cache[key] = piece
+        return piece
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> str:
+        return b"".join(self.token_piece(t, special) for t in tokens).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        raw = self.L.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def special_token(self, text: str) -> int | None:
+        """The id of a special token given its text, if the vocabulary has it as a single token."""
+        ids = self.tokenize(text, add_special=False, parse_special=True)
+        if len(ids) == 1 and self.token_text(ids[0]) == text:
+            return ids[0]
+        return None
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self.L.llama_vocab_is_eog(self.vocab, token))
+
+    def _id(self, fn: str) -> int | None:
+        v = getattr(self.L, fn)(self.vocab)
+        return None if v is None or v < 0 else int(v)
+
+    @property
+    def bos(self) -> int | None:
+        return self._id("llama_vocab_bos")
+
+    @property
+    def eos(self) -> int | None:
+        return self._id("llama_vocab_eos")
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(self.L.llama_vocab_get_add_bos(self.vocab))
+
+    def fim_ids(self) -> dict[str, int]:
+        """FIM token ids llama.cpp found (from `tokenizer.ggml.fim_*` keys or by their known texts)."""
+        out = {}
+        for name in ("pre", "suf", "mid", "pad", "rep", "sep"):
+            v = self._id(f"llama_vocab_fim_{name}")
+            if v is not None:
+                out[name] = v
+        return out
+
+    # ---------------------------------------------------------------- KV cache and decoding
+    def seq_tokens(self, seq: int = 0) -> list[int]:
+        return self._seq_tokens[seq]
+
+    def _decode_batch(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
+        """items: (token, pos, seq, want_logits)."""
+        L, b = self.L, self._batch
+        for start in range(0, len(items), self._batch_cap):
+            chunk = items[start : start + self._batch_cap]
+            b.n_tokens = len(chunk)
+            for i, (tok, pos, seq, want) in enumerate(chunk):
+                b.token[i] = tok
+                b.pos[i] = pos
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = seq
+                b.logits[i] = want
+            rc = L.llama_decode(self.ctx, b)
+            if rc != 0:
+                raise ModelLoadError(f"llama_decode failed ({rc}): the context may be full (n_ctx={self.n_ctx})")
+            for i, (_tok, _pos, seq, want) in enumerate(chunk):
+                if want:
+                    self._logits_idx[seq] = i
+
+    def sync(self, tokens: Sequence[int], seq: int = 0) -> tuple[int, int]:
+        """Make sequence `seq` hold exactly `tokens` and compute the logits after the last one.
+
+        Only the tokens after the longest common prefix with what the sequence already holds are evaluated.
+        Returns (reused, evaluated).
+        """
+        if not tokens:
+            raise ValueError("empty prompt")
+        if len(tokens) >= self.n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context ({self.n_ctx})")
+        cached = self._seq_tokens[seq]
+        n = 0
+        limit = min(len(cached), len(tokens))
+        while n < limit and cached[n] == tokens[n]:
+            n += 1
+        if n == len(tokens):  # everything cached: re-evaluate the last token to get its logits
+            n -= 1
+        self.L.llama_memory_seq_rm(self.mem, seq, n, -1)
+        rest = list(tokens[n:])
+        items = [(t, n + i, seq, i == len(rest) - 1) for i, t in enumerate(rest)]
+        self._seq_tokens[seq] = list(tokens[:n])
+        self._logits_idx.pop(seq, None)
+        self._decode_batch(items)
+        self._seq_tokens[seq].extend(rest)
+        return n, len(rest)
+
+    def decode_one(self, token: int, seq: int = 0) -> None:
+        pos = len(self._seq_tokens[seq])
+        if pos >= self.n_ctx:
+            raise ValueError("context full")
+        self._decode_batch([(token, pos, seq, True)])
+        self._seq_tokens[seq].append(token)
+
+    def decode_parallel(self, tokens_by_seq: dict[int, int]) -> None:
+        """Append one token to each of several sequences in a single batch (repeated sampling)."""
+        items = []
+        for seq, tok in tokens_by_seq.items():
+            pos = len(self._seq_tokens[seq])
+            if pos >= self.n_ctx:
+                raise ValueError("context full")
+            items.append((tok, pos, seq, True))
+        self._decode_batch(items)
+        for seq, tok in tokens_by_seq.items():
+            self._seq_tokens[seq].append(tok)
+
+    def copy_seq(self, src: int, dst: int) -> None:
+        """Share `src`'s cache with `dst` (no recomputation) so both continue from the same prompt."""
+        self.L.llama_memory_seq_rm(self.mem, dst, -1, -1)
+        self.L.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
+        self._seq_tokens[dst] = list(self._seq_tokens[src])
+        if src in self._logits_idx:
+            self._logits_idx[dst] = self._logits_idx[src]
+
+    def truncate(self, seq: int, n: int) -> None:
+        """Forget everything after the first `n` tokens of `seq`."""
+        self.L.llama_memory_seq_rm(self.mem, seq, n, -1)
+        del self._seq_tokens[seq][n:]
+        self._logits_idx.pop(seq, None)
+
+    def logits(self, seq: int = 0) -> np.ndarray:
+        """Logits after the last token of `seq` (a copy: the next decode overwrites llama.cpp's buffer)."""
+        idx = self._logits_idx.get(seq)
+        if idx is None:
+            raise RuntimeError(f"no logits for sequence {seq}")
+        ptr = self.L.llama_get_logits_ith(self.ctx, idx)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
