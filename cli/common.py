@@ -1,0 +1,63 @@
+"""Shared pieces of the CLI commands: model loading with a progress bar, position parsing, engine options."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import typer
+
+from codefill.engine import Engine, EngineConfig
+from codefill.engine.errors import PositionError
+
+
+def parse_location(spec: str) -> tuple[str, int, int]:
+    """`path:LINE:COL` or `path:LINE` (1-based, like compiler messages) → (path, line0, col0)."""
+    parts = spec.rsplit(":", 2)
+    try:
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            path, line, col = parts[0], int(parts[1]), int(parts[2])
+        elif len(parts) >= 2 and parts[-1].isdigit():
+            path, line, col = spec.rsplit(":", 1)[0], int(parts[-1]), -1
+        else:
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"expected FILE:LINE[:COL] (1-based), got {spec!r}") from None
+    if line < 1 or col == 0 or col < -1:
+        raise PositionError(f"positions are 1-based: {spec!r}")
+    return path, line - 1, (col - 1 if col > 0 else -1)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool | None = None) -> Iterator[Callable[[float], None]]:
+    """A transient progress bar on stderr (only on a terminal); yields a callback taking a fraction 0..1."""
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CODEFILL_NO_PROGRESS")
+    if not enabled:
+        yield lambda _f: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as prog:
+        task = prog.add_task(description, total=1.0)
+        yield lambda f: prog.update(task, completed=f)
+
+
+def load_engine(
+    model: str | None,
+    *,
+    threads: int | None = None,
+    ctx: int | None = None,
+    n_seq: int | None = None,
+    quiet: bool = False,
+    **overrides,
+) -> Engine:
+    config = EngineConfig().with_overrides(n_threads=threads, n_ctx=ctx, n_seq=n_seq, **overrides)
+    with progress_bar("loading model", enabled=False if quiet else None) as cb:
+        return Engine.load(config, progress=cb, model=model)

@@ -1,0 +1,86 @@
+"""The `codefill` command: thin typer adapters over the engine and the quantizer.
+
+Each command group lives in its own module with a `register(app)` function, so features can be added without
+touching the others. User-facing failures are `CodefillError`s: printed on one line, exit with their own code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from codefill.engine.errors import CodefillError
+
+app = typer.Typer(
+    name="codefill",
+    help="Local, offline fill-in-the-middle code completion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Command modules, in the order they appear in --help. A module listed here that fails to import is a bug.
+COMMAND_MODULES = (
+    "codefill.cli.complete",
+    "codefill.cli.models",
+    "codefill.cli.serve",
+    "codefill.cli.quantize_cmd",
+    "codefill.cli.eval_cmd",
+    "codefill.cli.bench",
+    "codefill.cli.fill",
+)
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not written yet in this checkout
+                continue
+            raise
+        module.register(app)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the engine does to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="codefill: %(message)s", stream=sys.stderr
+    )
+
+
+def main() -> None:
+    _register_all()
+    try:
+        app(standalone_mode=False)
+    except CodefillError as exc:
+        typer.echo(f"codefill: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("codefill: interrupted", err=True)
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            code = getattr(exc, "code", 0)
+        sys.exit(code or 0)
+    except typer.Abort:
+        typer.echo("codefill: aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

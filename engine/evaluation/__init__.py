@@ -1,0 +1,1 @@
+"""Evaluation harness: execution-scored infilling benchmarks and completion on real code."""

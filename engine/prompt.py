@@ -1,0 +1,191 @@
+"""From a completion context to prompt tokens, within a token budget.
+
+- The prefix is cut at a line boundary, by token count. Its first line is chosen on a grid of `ANCHOR_LINES`, so while
+  a person types (or moves down a few lines) the start of the prompt stays the same and llama.cpp's KV cache for it
+  stays valid; the window only jumps when the budget overflows. The choice depends on the text and cursor alone, so the
+  same request always gets the same prompt (CLI and editor agree).
+- The suffix is cut at a line boundary after the cursor.
+- Extra snippets (other files) fill their own budget, most relevant first, and sit furthest from the cursor in
+  reverse order of relevance (the most relevant ends up nearest the current file).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .config import BudgetConfig
+from .context import CompletionContext, comment_prefix
+from .fim import Format, Vocab
+
+ANCHOR_LINES = 32
+
+
+@dataclass(frozen=True)
+class Prompt:
+    tokens: tuple[int, ...]
+    prefix_text: str  # the part of the document's prefix that made it into the prompt
+    suffix_text: str  # the part of the document's suffix that made it into the prompt
+    prefix_start_line: int
+    n_snippets: int = 0
+
+
+class TokenCounter:
+    """Token counts of single lines, memoised: budgeting a 2,000-line file costs one tokenize per new line."""
+
+    def __init__(self, vocab: Vocab, size: int = 16384):
+        self._vocab = vocab
+        self._count = lru_cache(maxsize=size)(self._count_uncached)
+
+    def _count_uncached(self, line: str) -> int:
+        return len(self._vocab.tokenize(line)) if line else 0
+
+    def __call__(self, line: str) -> int:
+        return self._count(line)
+
+
+def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: TokenCounter) -> int:
+    """Index of the first line of `lines_before` to keep."""
+    used = count(line_prefix)
+    n = len(lines_before)
+    costs = [0] * n
+    start = n
+    for i in range(n - 1, -1, -1):
+        c = count(lines_before[i] + "\n")
+        if used + c > budget:
+            break
+        used += c
+        costs[i] = c
+        start = i
+    if start == 0:
+        return 0
+    # Snap to the grid: the smallest multiple of ANCHOR_LINES ≥ start keeps the start stable across keystrokes.
+    snapped = -(-start // ANCHOR_LINES) * ANCHOR_LINES
+    return snapped if snapped <= n else start
+
+
+def _cut_suffix(line_suffix: str, lines_after: list[str], budget: int, count: TokenCounter) -> str:
+    used = count(line_suffix)
+    if used > budget:
+        return ""
+    kept = [line_suffix]
+    for line in lines_after:
+        c = count("\n" + line)
+        if used + c > budget:
+            break
+        used += c
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _repo_name(path: str | None) -> str:
+    if not path:
+        return "project"
+    parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return parent or "project"
+
+
+class PromptBuilder:
+    def __init__(self, vocab: Vocab, fmt: Format, budget: BudgetConfig):
+        self.vocab = vocab
+        self.fmt = fmt
+        self.budget = budget
+        self.count = TokenCounter(vocab)
+        self._newline_tokens: list[int] | None = None
+
+    def _tok(self, text: str) -> list[int]:
+        return self.vocab.tokenize(text) if text else []
+
+    def _suffix_tokens(self, text: str) -> list[int]:
+        """CodeLlama's `encode_infilling`: the suffix without SentencePiece's dummy leading space."""
+        if not self.fmt.family.infill_suffix or not text:
+            return self._tok(text)
+        toks = self.vocab.tokenize("\n" + text)
+        acc = b""
+        for k, t in enumerate(toks):
+            acc += self.vocab.token_piece(t)
+            if acc in (b"\n", b" \n"):
+                return toks[k + 1 :]
+            if len(acc) > 2:
+                break
+        return self._tok(text)
+
+    def _snippet_tokens(self, ctx: CompletionContext) -> tuple[list[int], int]:
+        fmt, budget = self.fmt, self.budget.extra_tokens
+        chosen: list[list[int]] = []
+        used = 0
+        for snip in ctx.snippets:
+            if used >= budget:
+                break
+            text = snip.text.rstrip("\n") + "\n"
+            lines = text.split("\n")
+            # Keep whole lines from the top of the snippet until the budget is spent.
+            acc: list[str] = []
+            cost = 0
+            for line in lines:
+                c = self.count(line + "\n")
+                if used + cost + c > budget:
+                    break
+                acc.append(line)
+                cost += c
+            if not acc:
+                continue
+            body = "\n".join(acc).rstrip("\n") + "\n"
+            if fmt.sep is not None:
+                toks = [fmt.sep] + self._tok(f"{snip.path}\n{body}")
+            elif fmt.family.path_as_comment or not fmt.is_fim or fmt.file_end is None:
+                toks = self._tok(f"{comment_prefix(ctx.language)} {snip.path}\n{body}\n")
+            else:
+                toks = self._tok(f"{snip.path}\n{body}") + [fmt.file_end]
+            chosen.append(toks)
+            used += len(toks)
+        out: list[int] = []
+        for toks in reversed(chosen):  # most relevant nearest the cursor
+            out.extend(toks)
+        return out, len(chosen)
+
+    def build(self, ctx: CompletionContext) -> Prompt:
+        fmt = self.fmt
+        before = ctx.prefix.split("\n")
+        lines_before, line_prefix = before[:-1], before[-1]
+        start = _cut_prefix(lines_before, line_prefix, self.budget.prefix_tokens, self.count)
+        prefix_text = "\n".join(lines_before[start:] + [line_prefix])
+        suffix_text = ""
+        if fmt.is_fim:
+            after = ctx.suffix.split("\n")
+            suffix_text = _cut_suffix(after[0], after[1:], self.budget.suffix_tokens, self.count)
+
+        head: list[int] = [fmt.bos] if fmt.bos is not None else []
+        snippets, n_snip = self._snippet_tokens(ctx) if ctx.snippets else ([], 0)
+        path = ctx.path
+        if fmt.rep is not None and (snippets or path):
+            head += [fmt.rep] + self._tok(_repo_name(path) + "\n")
+        head += snippets
+        if path:
+            if fmt.sep is not None:
+                head += [fmt.sep] + self._tok(path + "\n")
+            elif fmt.filename is not None:
+                head += [fmt.filename] + self._tok(path + "\n")
+            elif fmt.family.path_as_comment:
+                head += self._tok(f"{comment_prefix(ctx.language)}{path}\n")
+
+        pre_toks = self._tok(prefix_text)
+        if not fmt.is_fim:
+            tokens = head + pre_toks
+        else:
+            suf_toks = self._suffix_tokens(suffix_text)
+            name = fmt.family.name
+            if name == "codestral":
+                tokens = head + [fmt.suf] + suf_toks + [fmt.pre] + pre_toks
+            elif fmt.spm:  # StarCoder / CodeLlama suffix-first: ⟨PRE⟩⟨SUF⟩S⟨MID⟩P
+                tokens = head + [fmt.pre, fmt.suf] + suf_toks + [fmt.mid] + pre_toks
+            else:
+                tokens = head + [fmt.pre] + pre_toks + [fmt.suf] + suf_toks + [fmt.mid]
+        return Prompt(
+            tokens=tuple(tokens),
+            prefix_text=prefix_text,
+            suffix_text=suffix_text,
+            prefix_start_line=start,
+            n_snippets=n_snip,
+        )

@@ -1,0 +1,88 @@
+"""Stop rules: when to stop decoding, applied to the text generated so far after every token.
+
+The same rules run on a finished raw output (`apply_stop_rules`), which is how golden cases pin them.
+
+- line mode: stop at the end of the first line that has content ("newline").
+- block mode:
+  - stop before a line indented less than the block the completion started in ("dedent"),
+  - stop before a line that repeats the next non-empty line after the cursor ("suffix"),
+  - at the top level (indent 0), stop at the first blank line after content ("blank"),
+  - stop after `max_lines` lines ("max_lines").
+Token limits, time budgets, end-of-generation tokens and cancellation are the decoder's.
+"""
+
+from __future__ import annotations
+
+from .context import CompletionContext
+
+
+def _indent_width(line: str) -> int:
+    return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
+
+
+class StopRules:
+    def __init__(self, ctx: CompletionContext, max_lines: int = 16):
+        self.ctx = ctx
+        self.mode = ctx.mode
+        self.max_lines = max_lines
+        self._line_prefix = ctx.line_prefix
+        self._cursor_line_blank = not self._line_prefix.strip()
+        nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
+        self._next_line = nxt.strip() if nxt is not None else None
+
+    def check(self, text: str, final: bool = False) -> tuple[int, str] | None:
+        """(cut position, reason) if `text` must end at that position, else None.
+
+        `final`: the text is complete (the model stopped), so its last line is judged too.
+        """
+        if self.mode == "line":
+            nl = text.find("\n")
+            while nl >= 0:
+                if text[:nl].strip() or not self._cursor_line_blank or self._line_prefix:
+                    return nl, "newline"
+                # a blank cursor line: the model may start on it with a newline only when the line is empty
+                nl = text.find("\n", nl + 1)
+            return None
+        return self._check_block(text, final)
+
+    def _check_block(self, text: str, final: bool) -> tuple[int, str] | None:
+        lines = text.split("\n")
+        complete = lines if final else lines[:-1]
+        # Cursor after code: the first line continues it, and the block is judged from the following lines.
+        start_idx = 0 if self._cursor_line_blank else 1
+        # An indented blank cursor line fixes the block's indentation; at column 0 the first line of content does.
+        block_indent: int | None = _indent_width(self._line_prefix) if self._cursor_line_blank and self._line_prefix else None
+        seen_content = False
+        offset = 0
+        for i, line in enumerate(complete):
+            cut = max(offset - 1, 0)  # just before the newline that starts this line
+            offset += len(line) + 1
+            if i >= self.max_lines:
+                return cut, "max_lines"
+            full = self._line_prefix + line if i == 0 else line
+            stripped = full.strip()
+            if not stripped:
+                if seen_content and block_indent == 0:
+                    return cut, "blank"
+                continue
+            if i < start_idx:
+                seen_content = True
+                continue
+            if stripped == self._next_line:
+                return cut, "suffix"
+            width = _indent_width(full)
+            if block_indent is None:
+                block_indent = width
+            elif width < block_indent:
+                return cut, "dedent"
+            seen_content = True
+        return None
+
+
+def apply_stop_rules(ctx: CompletionContext, raw: str, max_lines: int = 16) -> tuple[str, str | None]:
+    """Cut a finished raw output the way the decoder would have stopped."""
+    rules = StopRules(ctx, max_lines)
+    hit = rules.check(raw, final=True)
+    if hit is None:
+        return raw, None
+    return raw[: hit[0]], hit[1]
