@@ -1,6 +1,6 @@
 """From a completion context to prompt tokens, within a token budget.
 
-- The prefix is cut at a line boundary, by token count. Its first line is chosen on a grid of `ANCHOR_LINES`, so while
+- The prefix is cut at a line boundary, by token count. Its first line is chosen on a grid (`anchor_step`), so while
   a person types (or moves down a few lines) the start of the prompt stays the same and llama.cpp's KV cache for it
   stays valid; the window only jumps when the budget overflows. The choice depends on the text and cursor alone, so the
   same request always gets the same prompt (CLI and editor agree).
@@ -60,9 +60,16 @@ def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: T
         start = i
     if start == 0:
         return 0
-    # Snap to the grid: the smallest multiple of ANCHOR_LINES ≥ start keeps the start stable across keystrokes.
-    snapped = -(-start // ANCHOR_LINES) * ANCHOR_LINES
-    return snapped if snapped <= n else start
+    # Snap to a grid: the smallest multiple of the grid step ≥ start keeps the start stable across keystrokes.
+    # The step grows with the budget (a few percent of the lines that fit), and snapping never drops more than
+    # half of the lines that fit.
+    step = anchor_step(budget)
+    snapped = -(-start // step) * step
+    return snapped if n - snapped >= (n - start) / 2 else start
+
+
+def anchor_step(budget_tokens: int) -> int:
+    return max(4, min(ANCHOR_LINES, budget_tokens // 64))
 
 
 def _cut_suffix(line_suffix: str, lines_after: list[str], budget: int, count: TokenCounter) -> str:
@@ -122,7 +129,7 @@ class PromptBuilder:
             lines = text.split("\n")
             # Keep whole lines from the top of the snippet until the budget is spent.
             acc: list[str] = []
-            cost = 0
+            cost = self.count(f"{comment_prefix(ctx.language)} {snip.path}\n") + 1  # the header: path and separators
             for line in lines:
                 c = self.count(line + "\n")
                 if used + cost + c > budget:
