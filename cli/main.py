@@ -73,10 +73,9 @@ def main() -> None:
     except typer.Abort:
         typer.echo("codefill: aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors from click (typer vendors its own copy, so match by shape, not by class).
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

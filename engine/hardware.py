@@ -89,6 +89,8 @@ def use_extra_buffer_types(model_path: str) -> bool:
     if key in verdicts:
         return bool(verdicts[key])
     ok = _run_probe(model_path)
+    if ok is None:  # the model itself does not load: nothing learned, and the caller will report why
+        return True
     verdicts[key] = ok
     try:
         os.makedirs(os.path.dirname(verdict_file), exist_ok=True)
@@ -99,24 +101,34 @@ def use_extra_buffer_types(model_path: str) -> bool:
     except OSError as exc:  # a read-only home must not break completion
         log.debug("could not save AMX probe verdict: %s", exc)
     if not ok:
-        log.warning("AMX kernels fault on this CPU; loading without repacked buffer types (llama.cpp #20824)")
+        log.info("AMX kernels fault on this CPU; loading without repacked buffer types (llama.cpp #20824)")
     return ok
 
 
-def _run_probe(model_path: str) -> bool:
+def _run_probe(model_path: str) -> bool | None:
     cmd = [sys.executable, "-c", "from codefill.engine.hardware import probe_main; probe_main()", model_path]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (subprocess.TimeoutExpired, OSError):
         return False
+    if proc.returncode == PROBE_MODEL_BROKEN:
+        return None
     return proc.returncode == 0
+
+
+PROBE_MODEL_BROKEN = 3
 
 
 def probe_main() -> None:
     """Child process: load with extra buffer types and decode; a fault kills this process, not the caller."""
     from .llama import LlamaRuntime
 
-    rt = LlamaRuntime(sys.argv[1], n_ctx=256, n_threads=2, use_extra_bufts=True)
+    from .errors import CodefillError
+
+    try:
+        rt = LlamaRuntime(sys.argv[1], n_ctx=256, n_threads=2, use_extra_bufts=True)
+    except CodefillError:
+        sys.exit(PROBE_MODEL_BROKEN)
     tokens = rt.tokenize("def add(a, b):\n    return", add_special=True)
     rt.sync(tokens)
     rt.decode_one(int(rt.logits().argmax()))

@@ -1,0 +1,133 @@
+"""The CLI as a user runs it: a subprocess, one-line errors, distinct exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from codefill.engine import CompletionRequest
+
+
+def run(*args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "codefill", *args], capture_output=True, text=True, timeout=120, env=e
+    )
+
+
+@pytest.fixture
+def source(tmp_path):
+    p = tmp_path / "geometry.py"
+    p.write_text("import math\n\n\ndef circle_area(radius):\n    return \n", encoding="utf-8")
+    return p
+
+
+def test_complete_json_agrees_with_the_engine(source, engine):
+    proc = run("complete", f"{source}:5:12", "--json", "--time-budget", "0")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"text", "range", "stop_reason", "timings", "logprob_mean", "model"}
+    assert out["range"]["start"] == {"line": 4, "character": 11}
+    assert out["timings"]["prompt_tokens"] > 0
+    direct = engine.complete(
+        CompletionRequest(text=source.read_text(), line=4, character=11, path=str(source), time_budget_ms=None,
+                          use_cache=False)
+    )
+    assert out["text"] == direct.text
+
+
+def test_complete_plain_prints_the_text(source):
+    proc = run("complete", f"{source}:5:12", "--time-budget", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    assert proc.stderr == ""
+
+
+def test_column_defaults_to_end_of_line(source):
+    a = run("complete", f"{source}:5", "--json", "--time-budget", "0")
+    assert a.returncode == 0, a.stderr
+    assert json.loads(a.stdout)["range"]["start"] == {"line": 4, "character": 11}
+
+
+@pytest.mark.parametrize(
+    "make,args,code,message",
+    [
+        (None, ["{d}/missing.py:1:1"], 7, "file not found"),
+        ("empty", ["{d}/empty.py:1:1"], 9, "empty"),
+        ("binary", ["{d}/blob.bin:1:1"], 8, "binary"),
+        ("latin1", ["{d}/latin1.py:1:1"], 8, "not UTF-8"),
+        ("good", ["{d}/good.py:9:1"], 10, "line 9"),
+        ("good", ["{d}/good.py:1:40"], 10, "column 40"),
+        ("good", ["{d}/good.py:1:1", "--model", "{d}/nope.gguf"], 3, "model not found"),
+        ("good", ["{d}/good.py:1:1", "--model", "{d}/good.py"], 5, "not a GGUF"),
+        ("good", ["{d}/good.py:1:1", "--model", "{d}"], 4, "directory"),
+        ("good", ["{d}/good.py:0:1"], 10, "1-based"),
+    ],
+)
+def test_bad_input_gets_one_line_and_its_exit_code(tmp_path, make, args, code, message):
+    d = str(tmp_path)
+    files = {
+        "empty": ("empty.py", b""),
+        "binary": ("blob.bin", b"\x7fELF\x02\x01\x01\x00\x00\x00"),
+        "latin1": ("latin1.py", "s = 'caf\xe9'\n".encode("latin-1")),
+        "good": ("good.py", b"x = 1\n"),
+    }
+    if make:
+        name, data = files[make]
+        (tmp_path / name).write_bytes(data)
+    proc = run("complete", *[a.format(d=d) for a in args])
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_corrupt_gguf_is_a_clean_error(tmp_path):
+    from codefill.engine.models import embedded_model_path
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    bad = tmp_path / "cut.gguf"
+    with open(embedded_model_path(), "rb") as fh:
+        bad.write_bytes(fh.read(1 << 20))
+    proc = run("complete", f"{tmp_path}/a.py:1:1", "--model", str(bad))
+    assert proc.returncode in (5, 6), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("codefill: error:")
+
+
+def test_models_lists_the_embedded_default():
+    proc = run("models")
+    assert proc.returncode == 0, proc.stderr
+    assert "embedded" in proc.stdout and "SmolLM2-135M-Instruct.Q4_1.gguf" in proc.stdout
+    assert proc.stdout.lstrip().startswith("*")  # the default is marked
+
+
+def test_models_set_default_writes_the_config(tmp_path):
+    from codefill.engine.models import embedded_model_path
+
+    cfg = tmp_path / "cfg"
+    proc = run("models", "--set-default", embedded_model_path(), env={"CODEFILL_CONFIG_DIR": str(cfg)})
+    assert proc.returncode == 0, proc.stderr
+    assert embedded_model_path() in (cfg / "config.toml").read_text()
+
+
+def test_pull_offline_without_cache_is_a_clean_error(tmp_path):
+    proc = run("pull", "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", "--file", "*q8_0.gguf",
+               env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 11
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("codefill: error:")
+
+
+def test_usage_errors_are_not_tracebacks():
+    proc = run("no-such-command")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    proc = run("complete", "file-without-position")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_help_lists_the_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("complete", "models", "pull"):
+        assert cmd in proc.stdout

@@ -1,0 +1,63 @@
+import pytest
+
+from codefill.engine.context import build_context, decide_mode, offset_of, read_source_file
+from codefill.engine.errors import BinaryFileError, EmptyFileError, InputFileError, PositionError
+
+
+@pytest.mark.parametrize(
+    "prefix,suffix,mode",
+    [
+        ("x = foo(", ")\n", "line"),  # code after the cursor
+        ("    return ", "\n", "line"),  # mid-expression
+        ("def f(x):", "\n", "block"),  # after a block opener
+        ("def f(x):\n    ", "\n", "block"),  # empty line in a block
+        ("", "", "block"),
+        ("items = [", "\n", "block"),
+        ("if x:  # comment", "\n", "block"),
+        ("x = 1", "  \n", "line"),
+    ],
+)
+def test_decide_mode(prefix, suffix, mode):
+    assert decide_mode(prefix, suffix) == mode
+
+
+def test_offsets_and_errors():
+    text = "ab\ncd\r\nef"
+    assert offset_of(text, 0, 2) == 2
+    assert offset_of(text, 1, 2) == 5  # before the \r
+    assert offset_of(text, 2, 2) == len(text)
+    with pytest.raises(PositionError, match="line 4"):
+        offset_of(text, 3, 0)
+    with pytest.raises(PositionError, match="column 4"):
+        offset_of(text, 0, 3)
+    with pytest.raises(PositionError):
+        offset_of(text, -1, 0)
+
+
+def test_context_lines():
+    ctx = build_context("def f(x):\n    return x\n\nprint(f(1))\n", 1, 11)
+    assert ctx.line_prefix == "    return "
+    assert ctx.line_suffix == "x"
+    assert ctx.following_lines[:2] == ["", "print(f(1))"]
+    assert ctx.mode == "line"
+    with pytest.raises(BinaryFileError):
+        build_context("a\x00b", 0, 0)
+
+
+def test_read_source_file(tmp_path):
+    good = tmp_path / "a.py"
+    good.write_text("\ufeffx = 1\n", encoding="utf-8")
+    assert read_source_file(str(good)) == "x = 1\n"
+    (tmp_path / "e.py").write_bytes(b"")
+    with pytest.raises(EmptyFileError):
+        read_source_file(str(tmp_path / "e.py"))
+    (tmp_path / "b.bin").write_bytes(b"\x89PNG\x00\x00")
+    with pytest.raises(BinaryFileError):
+        read_source_file(str(tmp_path / "b.bin"))
+    (tmp_path / "l1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(BinaryFileError, match="not UTF-8"):
+        read_source_file(str(tmp_path / "l1.txt"))
+    with pytest.raises(InputFileError):
+        read_source_file(str(tmp_path / "missing.py"))
+    with pytest.raises(InputFileError):
+        read_source_file(str(tmp_path))

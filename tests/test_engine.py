@@ -1,0 +1,143 @@
+"""Integration tests on the real embedded model (SmolLM2-135M Q4_1, prefix-only)."""
+
+import threading
+import time
+
+import pytest
+
+from codefill.engine import CompletionRequest, apply_completion
+from codefill.engine.errors import ModelFormatError, ModelNotFoundError, PositionError
+from codefill.engine.hardware import cpu_advertises_amx, use_extra_buffer_types
+from codefill.engine.models import embedded_model_path
+
+SRC = "import math\n\n\ndef circle_area(radius):\n    return \n"
+
+
+def req(text=SRC, line=4, character=11, **kw):
+    kw.setdefault("time_budget_ms", None)
+    kw.setdefault("document_id", None)
+    return CompletionRequest(text=text, line=line, character=character, path="geometry.py", **kw)
+
+
+def test_completes_a_line(engine):
+    c = engine.complete(req(use_cache=False))
+    assert c.mode == "line"
+    assert c.text.strip()
+    assert "\n" not in c.text
+    assert c.stop_reason in ("newline", "eos", "max_tokens")
+    assert c.range.start == c.range.end
+    assert (c.range.start.line, c.range.start.character) == (4, 11)
+    assert c.timings.prompt_tokens > 0 and c.timings.decode_tokens >= len(c.token_logprobs) > 0
+    assert c.logprob_min <= c.logprob_mean <= 0
+    assert apply_completion(SRC, c).startswith("import math\n\n\ndef circle_area(radius):\n    return " + c.text)
+
+
+def test_greedy_is_deterministic(engine):
+    a = engine.complete(req(use_cache=False))
+    b = engine.complete(req(use_cache=False))
+    assert (a.text, a.token_logprobs) == (b.text, b.token_logprobs)
+
+
+def test_block_completion_after_opener(engine):
+    text = "def fibonacci(n):\n"
+    c = engine.complete(req(text=text, line=0, character=17, use_cache=False))
+    assert c.mode == "block"
+    assert c.text.startswith("\n")
+    body = c.text.split("\n")[1:]
+    assert body and all(not line.strip() or line.startswith("    ") for line in body)  # stays in the function
+
+
+def test_kv_cache_reused_while_typing(engine):
+    doc = "def total(items):\n    result = 0\n    for item in items:\n        result += \n"
+    first = engine.complete(req(text=doc, line=3, character=18, document_id="kv", use_cache=False))
+    typed = doc.replace("result += \n", "result += i\n")
+    second = engine.complete(req(text=typed, line=3, character=19, document_id="kv", use_cache=False))
+    assert second.timings.prompt_reused >= first.timings.prompt_tokens - 2
+    assert second.timings.prompt_evaluated <= 3
+    assert second.timings.prompt_reused + second.timings.prompt_evaluated == second.timings.prompt_tokens
+
+
+def test_typing_through_a_completion_uses_it(engine):
+    doc = "def circle_area(radius):\n    return \n"
+    first = engine.complete(req(text=doc, line=1, character=11, document_id="typed"))
+    assert len(first.text) >= 2
+    ch = first.text[0]
+    typed = doc.replace("return \n", "return " + ch + "\n")
+    second = engine.complete(req(text=typed, line=1, character=12, document_id="typed"))
+    assert second.stop_reason == "cache"
+    assert second.text == first.text[1:].rstrip() or first.text.startswith(ch + second.text)
+    assert second.timings.prompt_tokens == 0
+
+
+def test_cancel_event_stops_before_decoding(engine):
+    ev = threading.Event()
+    ev.set()
+    c = engine.complete(req(use_cache=False), cancel=ev)
+    assert c.stop_reason == "cancelled" and c.text == ""
+
+
+def test_newer_request_for_the_same_document_interrupts_an_older_one(engine):
+    long_line = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, "
+    results = {}
+
+    def older():
+        results["old"] = engine.complete(
+            req(text=long_line, line=0, character=len(long_line), document_id="race", max_tokens=400, use_cache=False)
+        )
+
+    t = threading.Thread(target=older)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not engine._lock.locked() and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    newer = engine.complete(req(document_id="race", use_cache=False, max_tokens=4))
+    t.join(60)
+    assert results["old"].stop_reason == "cancelled"
+    assert results["old"].timings.decode_tokens < 400
+    assert newer.stop_reason != "cancelled"
+
+
+def test_position_outside_document(engine):
+    with pytest.raises(PositionError):
+        engine.complete(req(line=99, character=0))
+
+
+def test_snippets_enter_the_prompt(engine):
+    from codefill.engine import Snippet
+
+    plain = engine.prompt_for(engine.context_for(req()))
+    with_snip = engine.prompt_for(engine.context_for(req(snippets=(Snippet("util.py", "PI = 3.14159\n"),))))
+    assert with_snip.n_snippets == 1
+    assert len(with_snip.tokens) > len(plain.tokens)
+
+
+def test_bad_model_files(tmp_path):
+    from codefill.engine.llama import LlamaRuntime
+
+    with pytest.raises(ModelNotFoundError):
+        LlamaRuntime(str(tmp_path / "missing.gguf"))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model at all, just text" * 10)
+    with pytest.raises(ModelFormatError):
+        LlamaRuntime(str(junk))
+    truncated = tmp_path / "truncated.gguf"
+    with open(embedded_model_path(), "rb") as fh:
+        truncated.write_bytes(fh.read(4096))
+    from codefill.engine.errors import CodefillError
+
+    with pytest.raises(CodefillError):
+        LlamaRuntime(str(truncated))
+
+
+def test_amx_guard_only_probes_cpus_that_advertise_amx(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEFILL_EXTRA_BUFTS", "off")
+    assert use_extra_buffer_types(embedded_model_path()) is False
+    monkeypatch.setenv("CODEFILL_EXTRA_BUFTS", "on")
+    assert use_extra_buffer_types(embedded_model_path()) is True
+    monkeypatch.delenv("CODEFILL_EXTRA_BUFTS")
+    no_amx = tmp_path / "cpuinfo"
+    no_amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_advertises_amx(str(no_amx)) is False
+    amx = tmp_path / "cpuinfo_amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_tile amx_int8\n")
+    assert cpu_advertises_amx(str(amx)) is True
