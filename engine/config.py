@@ -10,19 +10,27 @@ from dataclasses import dataclass, field, fields, replace
 class BudgetConfig:
     """Token budget of the prompt. llama-server's split: prefix 3/4, suffix 1/4, extra context fills the rest."""
 
-    prefix_tokens: int = 1024  # text before the cursor, cut at line boundaries
-    suffix_tokens: int = 256  # text after the cursor (FIM models only)
-    extra_tokens: int = 512  # snippets from other files
-    # The prefix window's first line stays put while the user types, so the KV cache stays valid; it is only moved
-    # (to keep `window_refill` of the budget) once the prefix overflows.
-    window_refill: float = 0.75
+    # CPU defaults: a prompt evaluates at ~250 tokens/s on two laptop cores, and every token of a fresh window costs
+    # the person waiting at a new position. With the model on a GPU, `Engine.load` multiplies these by GPU_SCALE.
+    prefix_tokens: int = 512  # text before the cursor, cut at line boundaries
+    suffix_tokens: int = 128  # text after the cursor (FIM models only)
+    extra_tokens: int = 256  # snippets from other files
+
+    def scaled(self, factor: int) -> "BudgetConfig":
+        return BudgetConfig(self.prefix_tokens * factor, self.suffix_tokens * factor, self.extra_tokens * factor)
+
+
+GPU_SCALE = 4
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
     max_tokens: int = 128  # per completion
+    max_line_tokens: int = 64  # single-line completions: a runaway line is cut here
     max_lines: int = 16  # block completions
-    time_budget_ms: float | None = 1500.0  # stop decoding after this long (None: no limit)
+    # Decoding time per completion, prompt evaluation not included (llama.vim's t_max_predict_ms); None: no limit.
+    # A block cut by time keeps its complete lines only.
+    time_budget_ms: float | None = 1000.0
 
 
 @dataclass(frozen=True)

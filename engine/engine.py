@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Callable
 
-from .config import EngineConfig
+from .config import GPU_SCALE, BudgetConfig, EngineConfig
 from .context import CompletionContext, Position, Range, build_context
 from .decode import Sampler, generate
 from .filters import postprocess
@@ -87,7 +87,10 @@ class Engine:
             n_seq=config.n_seq,
             progress=progress,
         )
-        return cls(rt, replace(config, model_path=path))
+        config = replace(config, model_path=path)
+        if rt.gpu_offload and config.budget == BudgetConfig():
+            config = replace(config, budget=config.budget.scaled(GPU_SCALE))  # prompts are cheap on a GPU
+        return cls(rt, config)
 
     def close(self) -> None:
         self.runtime.close()
@@ -138,8 +141,9 @@ class Engine:
         doc, n = ticket
         return doc is not None and self._latest.get(doc, n) != n
 
-    def _max_tokens(self, req: CompletionRequest) -> int:
-        return req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
+    def _max_tokens(self, req: CompletionRequest, mode: str | None = None) -> int:
+        n = req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
+        return min(n, self.config.decode.max_line_tokens) if mode == "line" else n
 
     def _deadline(self, req: CompletionRequest, start: float) -> float | None:
         budget = self.config.decode.time_budget_ms if req.time_budget_ms == -1.0 else req.time_budget_ms
@@ -148,7 +152,7 @@ class Engine:
     def _cache_key(self, ctx: CompletionContext, prompt: Prompt, req: CompletionRequest) -> str:
         h = hashlib.blake2b(digest_size=16)
         for part in (
-            self.model_path, ctx.mode, str(self._max_tokens(req)), str(req.temperature), str(req.top_p), str(req.seed),
+            self.model_path, ctx.mode, str(self._max_tokens(req, ctx.mode)), str(req.temperature), str(req.top_p), str(req.seed),
             str(self.config.decode.max_lines),
         ):
             h.update(part.encode() + b"\0")
@@ -224,8 +228,8 @@ class Engine:
                 self.runtime,
                 StopRules(ctx, self.config.decode.max_lines),
                 Sampler(req.temperature, req.top_p, req.seed),
-                max_tokens=self._max_tokens(req),
-                deadline=self._deadline(req, t0),
+                max_tokens=self._max_tokens(req, ctx.mode),
+                deadline=self._deadline(req, time.perf_counter()),
                 stop_ids=self.format.stop_ids,
                 cancelled=cancelled,
             )

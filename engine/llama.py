@@ -123,6 +123,7 @@ class LlamaRuntime:
         mp.n_gpu_layers = n_gpu_layers if L.llama_supports_gpu_offload() else 0
         if n_gpu_layers < 0:
             mp.n_gpu_layers = 999 if L.llama_supports_gpu_offload() else 0
+        self.gpu_offload = mp.n_gpu_layers > 0
         if use_extra_bufts is None and not vocab_only:
             from .hardware import use_extra_buffer_types
 
