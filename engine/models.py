@@ -199,6 +199,10 @@ def pull(repo_id: str, pattern: str | None = None, revision: str | None = None) 
                     f"{repo_id} has {len(names)} GGUF files; choose one with --file, e.g. --file '*q8_0.gguf':\n  "
                     + "\n  ".join(names[:20])
                 )
+        if not names and offline:
+            raise DownloadError(
+                f"no cached GGUF file of {repo_id} matches {pattern or '*.gguf'} (HF_HUB_OFFLINE is set)"
+            )
         if not names:
             raise DownloadError(f"no GGUF file in {repo_id} matches {pattern or '*.gguf'}")
         return [hf_hub_download(repo_id, n, revision=revision) for n in names]

@@ -131,3 +131,39 @@ def test_help_lists_the_commands():
     assert proc.returncode == 0
     for cmd in ("complete", "models", "pull"):
         assert cmd in proc.stdout
+
+
+def _fake_hf_cache(hf_home, repo, filename, source):
+    """A Hugging Face cache entry laid out as huggingface-hub writes it (blob + snapshot link + ref)."""
+    import hashlib
+
+    repo_dir = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
+    rev = hashlib.sha1(repo.encode()).hexdigest()
+    blob = repo_dir / "blobs" / hashlib.sha256(filename.encode()).hexdigest()
+    blob.parent.mkdir(parents=True)
+    os.link(source, blob) if os.stat(source).st_dev == os.stat(blob.parent).st_dev else blob.write_bytes(open(source, "rb").read())
+    snap = repo_dir / "snapshots" / rev
+    snap.mkdir(parents=True)
+    (snap / filename).symlink_to(os.path.relpath(blob, snap))
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(rev)
+    return snap / filename
+
+
+def test_pull_offline_from_cache_and_complete_with_it(tmp_path, source):
+    from codefill.engine.models import embedded_model_path
+
+    hf = tmp_path / "hf"
+    cached = _fake_hf_cache(hf, "someone/tiny-GGUF", "tiny-q4_1.gguf", embedded_model_path())
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(hf)}
+    proc = run("pull", "someone/tiny-GGUF", "--file", "tiny-q4_1.gguf", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(cached)
+    proc = run("pull", "someone/tiny-GGUF", "--file", "*.gguf", env=env)
+    assert proc.returncode == 0, proc.stderr
+    listed = run("models", env=env)
+    assert "someone/tiny-GGUF/tiny-q4_1.gguf" in listed.stdout
+    out = run("complete", f"{source}:5:12", "--json", "--time-budget", "0", "--model",
+              "someone/tiny-GGUF/tiny-q4_1.gguf", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["model"] == "tiny-q4_1.gguf"
