@@ -244,9 +244,16 @@ class Engine:
         )
         if gen.stop_reason not in ("cancelled", "time"):
             self._cache.put(key, (gen.text, gen.stop_reason, tuple(gen.token_logprobs)))
-        if gen.stop_reason != "cancelled":
-            self._remember(req, ctx, gen.text, tuple(gen.token_logprobs))
+        if gen.stop_reason == "cancelled":  # stale: nobody wants half of it
+            return self._finish(ctx, "", "cancelled", (), timings)
+        self._remember(req, ctx, gen.text, tuple(gen.token_logprobs))
         return self._finish(ctx, gen.text, gen.stop_reason, gen.token_logprobs, timings)
+
+    def forget(self, document_id: str) -> None:
+        """Drop per-document state (the editor closed the document)."""
+        self._last.pop(document_id, None)
+        with self._counter_lock:
+            self._latest.pop(document_id, None)
 
     def _remember(self, req: CompletionRequest, ctx: CompletionContext, raw: str, logprobs) -> None:
         if req.document_id is not None:
