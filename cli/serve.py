@@ -1,0 +1,42 @@
+"""`codefill lsp`: the language server, for editors (stdio by default, or TCP)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+
+def lsp(
+    tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio."),
+    model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
+    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: one per performance core)."),
+    log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
+) -> None:
+    """Run the language server (inline completions, i.e. ghost text, for Neovim, VS Code, …).
+
+    Example: codefill lsp                      (the editor starts it and talks over stdio)
+             codefill lsp --tcp 127.0.0.1:2087 (for clients that connect to a port)
+    """
+    from codefill.lsp import create_server
+
+    root = logging.getLogger()
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+    overrides = {k: v for k, v in {"model": model, "threads": threads}.items() if v is not None}
+    server = create_server(overrides)
+    if tcp:
+        host, sep, port = tcp.rpartition(":")
+        if not sep or not port.isdigit():
+            raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io(sys.stdin.buffer, sys.stdout.buffer)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lsp")(lsp)

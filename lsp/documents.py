@@ -1,0 +1,195 @@
+"""Open documents and position encodings: `textDocument/didOpen`, `textDocument/didChange` (incremental and full),
+`textDocument/didClose`.
+
+The server keeps its own copy of every open document (pygls keeps one too, but splits lines with `str.splitlines`,
+which also breaks at form feeds and U+2028; LSP lines end at `\\n`, `\\r\\n` or `\\r` only). Positions arrive in the
+encoding negotiated at `initialize` (`general.positionEncodings`: utf-8, utf-16 — the default — or utf-32) and are
+turned into offsets into the Python string, then into the engine's positions (0-based line, code points).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.uris import to_fs_path
+
+from codefill.engine import Position as EnginePosition
+from codefill.engine import Snippet
+
+_EOL = re.compile(r"\r\n|\r|\n")
+_edits = itertools.count(1)
+
+
+def units(text: str, encoding: str) -> int:
+    """Length of `text` in the code units of `encoding` (utf-8, utf-16 or utf-32)."""
+    if encoding == types.PositionEncodingKind.Utf32:
+        return len(text)
+    if encoding == types.PositionEncodingKind.Utf8:
+        return len(text.encode("utf-8", "surrogatepass"))
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _chars_for_units(line: str, n: int, encoding: str) -> int:
+    """Code points of `line` covered by `n` code units (clamped to the line; a position inside a character rounds down)."""
+    if encoding == types.PositionEncodingKind.Utf32:
+        return min(n, len(line))
+    used = 0
+    for i, ch in enumerate(line):
+        w = len(ch.encode("utf-8", "surrogatepass")) if encoding == types.PositionEncodingKind.Utf8 else (
+            2 if ord(ch) > 0xFFFF else 1)
+        if used + w > n:
+            return i
+        used += w
+    return len(line)
+
+
+@dataclass
+class Document:
+    uri: str
+    text: str
+    version: int | None = None
+    language_id: str | None = None
+    edited: int = field(default_factory=lambda: next(_edits))  # larger: edited more recently
+    _starts: list[int] | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> str | None:
+        return to_fs_path(self.uri) or None
+
+    def snapshot(self) -> "Document":
+        """A copy that later edits do not change (a request answers for the text it was asked about)."""
+        return Document(self.uri, self.text, self.version, self.language_id, self.edited, self._starts)
+
+    def set_text(self, text: str) -> None:
+        self.text = text
+        self._starts = None
+        self.edited = next(_edits)
+
+    def line_starts(self) -> list[int]:
+        """Offset of the first character of every line (LSP line endings)."""
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in _EOL.finditer(self.text)]
+        return self._starts
+
+    def _line_text(self, line: int) -> str:
+        starts = self.line_starts()
+        start = starts[line]
+        end = starts[line + 1] if line + 1 < len(starts) else len(self.text)
+        return self.text[start:end].rstrip("\r\n")
+
+    def offset_at(self, pos: types.Position, encoding: str, what: str = "position") -> int:
+        """Offset of an LSP position. A line outside the document is an error (InvalidParams); a character past the
+        end of its line means the end of the line, as the specification says."""
+        starts = self.line_starts()
+        if pos.line < 0 or pos.character < 0:
+            raise JsonRpcInvalidParams(f"{what} {pos.line}:{pos.character} is negative")
+        if pos.line >= len(starts):
+            raise JsonRpcInvalidParams(
+                f"{what} {pos.line}:{pos.character} is outside the document ({len(starts)} lines)"
+            )
+        return starts[pos.line] + _chars_for_units(self._line_text(pos.line), pos.character, encoding)
+
+    def position_at(self, offset: int, encoding: str) -> types.Position:
+        """LSP position of an offset, in `encoding` units."""
+        starts = self.line_starts()
+        import bisect
+
+        line = bisect.bisect_right(starts, offset) - 1
+        return types.Position(line=line, character=units(self.text[starts[line] : offset], encoding))
+
+    def apply(self, change: types.TextDocumentContentChangeEvent, encoding: str) -> None:
+        rng = getattr(change, "range", None)
+        if rng is None:
+            self.set_text(change.text)
+            return
+        start = self.offset_at(rng.start, encoding, "change start")
+        end = self.offset_at(rng.end, encoding, "change end")
+        if end < start:
+            start, end = end, start
+        self.set_text(self.text[:start] + change.text + self.text[end:])
+
+
+def engine_position(text: str, offset: int) -> EnginePosition:
+    """The engine's position of an offset: lines split at `\\n` only, characters are code points."""
+    line = text.count("\n", 0, offset)
+    return EnginePosition(line, offset - (text.rfind("\n", 0, offset) + 1))
+
+
+def engine_offset(text: str, pos: EnginePosition) -> int:
+    from codefill.engine.context import offset_of
+
+    return offset_of(text, pos.line, pos.character)
+
+
+class DocumentStore:
+    def __init__(self) -> None:
+        self._docs: dict[str, Document] = {}
+
+    def __contains__(self, uri: str) -> bool:
+        return uri in self._docs
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def open(self, item: types.TextDocumentItem) -> Document:
+        doc = Document(item.uri, item.text, item.version, item.language_id)
+        self._docs[item.uri] = doc
+        return doc
+
+    def close(self, uri: str) -> None:
+        self._docs.pop(uri, None)
+
+    def get(self, uri: str) -> Document | None:
+        return self._docs.get(uri)
+
+    def require(self, uri: str) -> Document:
+        doc = self._docs.get(uri)
+        if doc is None:
+            raise JsonRpcInvalidParams(f"unknown document {uri} (not opened with textDocument/didOpen)")
+        return doc
+
+    def snippets(self, exclude: str, limit: int, max_chars: int, root: str | None = None) -> tuple[Snippet, ...]:
+        """Other open documents as engine snippets, most recently edited first (the engine cuts them to its budget)."""
+        others = sorted((d for d in self._docs.values() if d.uri != exclude and d.text.strip()),
+                        key=lambda d: d.edited, reverse=True)
+        out = []
+        for d in others[:limit]:
+            path = d.path or d.uri
+            if root and path.startswith(root.rstrip(os.sep) + os.sep):
+                path = os.path.relpath(path, root)
+            text = d.text[:max_chars]
+            if len(d.text) > max_chars and "\n" in text:
+                text = text[: text.rfind("\n") + 1]  # whole lines only
+            out.append(Snippet(path=path, text=text))
+        return tuple(out)
+
+
+def register(server) -> None:
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:
+        ls.documents.open(params.text_document)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls, params: types.DidChangeTextDocumentParams) -> None:
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            ls.log_to_client(types.MessageType.Warning, f"codefill: change to unknown document {params.text_document.uri}")
+            return
+        try:
+            for change in params.content_changes:
+                doc.apply(change, ls.encoding)
+        except JsonRpcInvalidParams as exc:
+            # Out of sync with the client: better no completions than wrong ones until the next didOpen.
+            ls.documents.close(doc.uri)
+            ls.log_to_client(types.MessageType.Error, f"codefill: bad change to {doc.uri} ({exc}); document dropped")
+            return
+        doc.version = params.text_document.version
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:
+        ls.documents.close(params.text_document.uri)

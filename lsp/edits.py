@@ -1,0 +1,84 @@
+"""Shared by the completion features (no LSP method of its own): from an LSP cursor to an engine request, and from an
+engine completion back to an LSP edit (range in the client's position encoding, text that replaces it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsprotocol import types
+
+from codefill.engine import Completion, CompletionRequest
+from codefill.engine.context import language_for
+
+from .documents import Document, engine_offset, engine_position
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A request's view of a document: the text the engine completes and where the cursor sits in it."""
+
+    doc: Document
+    original: str  # the document as the client has it
+    cursor: int  # offset of the cursor in `original`
+    text: str  # what the engine sees (`original` with the selected popup item applied, if any)
+    offset: int  # offset of the cursor in `text`
+    replace_start: int  # the edit must start here or before (the start of the selected popup item)
+    replace_end: int  # … and end here or after
+
+
+def language_of(doc: Document) -> str | None:
+    """The editor's language id (what `disabledLanguages` names), else the engine's guess from the path."""
+    return doc.language_id or language_for(doc.path)
+
+
+def cursor_for(doc: Document, position: types.Position, encoding: str,
+               selected: types.SelectedCompletionInfo | None = None) -> Cursor:
+    doc = doc.snapshot()
+    text = doc.text
+    off = doc.offset_at(position, encoding)
+    if selected is None:
+        return Cursor(doc, text, off, text, off, off, off)
+    # The popup's selected item replaces its range: complete as if it was accepted, and make the answer extend it.
+    a = doc.offset_at(selected.range.start, encoding, "selectedCompletionInfo.range.start")
+    b = doc.offset_at(selected.range.end, encoding, "selectedCompletionInfo.range.end")
+    a, b = min(a, b), max(a, b)
+    new = text[:a] + selected.text + text[b:]
+    return Cursor(doc, text, off, new, a + len(selected.text), a, max(b, off))
+
+
+def engine_request(cur: Cursor, settings: Settings, snippets=()) -> CompletionRequest:
+    pos = engine_position(cur.text, cur.offset)
+    return CompletionRequest(
+        text=cur.text, line=pos.line, character=pos.character, path=cur.doc.path or cur.doc.uri,
+        language=language_for(cur.doc.path) or cur.doc.language_id, document_id=cur.doc.uri, snippets=tuple(snippets), mode=settings.mode,
+        max_tokens=settings.max_tokens, time_budget_ms=settings.time_budget_ms,
+    )
+
+
+def edit_for(cur: Cursor, completion: Completion) -> tuple[int, int, str] | None:
+    """(start, end, text): the edit of the client's document that gives the completed text, as small as possible but
+    covering the cursor and the selected popup item; None when the completion changes nothing."""
+    p = engine_offset(cur.text, completion.range.start)
+    q = engine_offset(cur.text, completion.range.end)
+    result = cur.text[:p] + completion.text + cur.text[q:]
+    orig = cur.original
+    if result == orig:
+        return None
+    n = min(len(orig), len(result))
+    cp = 0
+    while cp < n and orig[cp] == result[cp]:
+        cp += 1
+    start = min(cp, cur.cursor, cur.replace_start)
+    cs = 0
+    limit = min(len(orig), len(result)) - start
+    while cs < limit and orig[len(orig) - 1 - cs] == result[len(result) - 1 - cs]:
+        cs += 1
+    end = max(len(orig) - cs, cur.cursor, cur.replace_end)
+    tail = len(orig) - end
+    return start, end, result[start : len(result) - tail]
+
+
+def lsp_range(doc: Document, start: int, end: int, encoding: str) -> types.Range:
+    return types.Range(start=doc.position_at(start, encoding), end=doc.position_at(end, encoding))

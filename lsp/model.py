@@ -1,0 +1,114 @@
+"""The model, loaded in the background: `window/workDoneProgress/create` and `$/progress` while it loads,
+`window/showMessage` plus `window/logMessage` (and the Python log) when it cannot load.
+
+All model work runs on the server's single worker thread (the engine serialises calls anyway), so a load queued
+before a completion request is finished — or has failed — by the time that request runs. The server keeps running
+after a failure: requests get empty results, and a settings change with another model tries again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from codefill.engine import CodefillError, Engine, EngineConfig
+
+if TYPE_CHECKING:
+    from .server import CodefillLanguageServer
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+_tokens = itertools.count(1)
+
+
+class ModelHolder:
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.error: str | None = None
+        self.key: tuple | None = None
+        self.loaded = threading.Event()  # set once a load finished (ok or not)
+
+    def ensure(self, ls: "CodefillLanguageServer", settings: "Settings") -> None:
+        """Queue a load on the worker if the model settings changed (call from the event loop)."""
+        key = settings.model_key()
+        if key == self.key:
+            return
+        self.key = key
+        self.loaded.clear()
+        supports_progress = bool(
+            ls.client_capabilities and ls.client_capabilities.window
+            and ls.client_capabilities.window.work_done_progress
+        )
+        token = f"codefill-load-{next(_tokens)}"
+        created = threading.Event()
+        accepted = [False]
+        if supports_progress:
+            def on_created(fut) -> None:
+                accepted[0] = not fut.cancelled() and fut.exception() is None
+                created.set()
+
+            try:
+                fut = ls.protocol.send_request(
+                    types.WINDOW_WORK_DONE_PROGRESS_CREATE, types.WorkDoneProgressCreateParams(token=token))
+                fut.add_done_callback(on_created)
+            except Exception:  # the client cannot take it: load without progress
+                log.debug("cannot create a progress token", exc_info=True)
+                supports_progress = False
+        ls.worker.submit(self._load, ls, settings, token, created if supports_progress else None, accepted)
+
+    def _load(self, ls: "CodefillLanguageServer", settings: "Settings", token: str, created: threading.Event | None,
+              accepted: list[bool]):
+        """On the worker thread."""
+        if created is not None and not (created.wait(5.0) and accepted[0]):
+            created = None  # no (good) answer to window/workDoneProgress/create: no progress
+        name = settings.model or "the default model"
+        if created is not None:
+            ls.call_in_loop(ls.work_done_progress.begin, token, types.WorkDoneProgressBegin(
+                title="codefill", message=f"loading {name}", percentage=0, cancellable=False))
+        last = [-1]
+
+        def progress(fraction: float) -> None:
+            pct = max(0, min(100, int(fraction * 100)))
+            if created is not None and pct >= last[0] + 5:
+                last[0] = pct
+                ls.call_in_loop(ls.work_done_progress.report, token,
+                                types.WorkDoneProgressReport(message=f"loading {name}", percentage=pct))
+
+        old, self.engine = self.engine, None
+        if old is not None:
+            old.close()
+        try:
+            config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size)
+            self.engine = Engine.load(config, progress=progress, model=settings.model)
+            self.error = None
+            log.info("loaded %s", self.engine.model_path)
+            ls.call_in_loop(ls.log_to_client, types.MessageType.Info, f"codefill: loaded {self.engine.model_path}")
+            done = f"loaded {self.engine.model_name}"
+        except CodefillError as exc:
+            self._failed(ls, str(exc))
+            done = "model not loaded"
+        except Exception as exc:  # a bug, but the server keeps running
+            log.exception("loading the model failed")
+            self._failed(ls, f"{type(exc).__name__}: {exc}")
+            done = "model not loaded"
+        finally:
+            self.loaded.set()
+            if created is not None:
+                ls.call_in_loop(ls.work_done_progress.end, token, types.WorkDoneProgressEnd(message=done))
+
+    def _failed(self, ls: "CodefillLanguageServer", message: str) -> None:
+        self.engine = None
+        self.error = message
+        text = f"codefill: cannot load the model: {message}"
+        log.error("%s", text)
+        ls.call_in_loop(ls.show_to_client, types.MessageType.Error, text)
+        ls.call_in_loop(ls.log_to_client, types.MessageType.Error, text)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None

@@ -1,0 +1,222 @@
+"""The codefill language server: `initialize` (settings from `initializationOptions`), `initialized` (starts
+loading the model), `workspace/didChangeConfiguration`, `shutdown`; the features live in their own modules
+(documents.py, inline.py, completion.py, model.py).
+
+    from codefill.lsp import create_server
+    create_server().start_io()          # stdio; or .start_tcp("127.0.0.1", 2087)
+
+State lives on `CodefillLanguageServer`. The event loop never blocks: every model call runs on one worker thread
+(`run_model`), a newer request for a document supersedes the older ones, and `$/cancelRequest` cancels the asyncio
+task, which stops the engine between two tokens. Malformed requests get an error response (pygls alone would only
+log them and leave the client waiting); the server never dies of a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from codefill import __version__
+from codefill.engine import CodefillError, Engine
+
+from . import completion, documents, inline
+from .documents import DocumentStore
+from .model import ModelHolder
+from .settings import Settings, merge
+
+log = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 4000  # per other document; the engine cuts snippets to its token budget anyway
+
+
+class _Ignored:
+    """A message that could not be read; already answered (requests) or logged (notifications)."""
+
+    jsonrpc = "ignored"
+    method = ""
+
+
+class CodefillProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if not isinstance(data, dict) or "jsonrpc" not in data:
+                raise
+            method = data.get("method", "")
+            if "id" in data and method:
+                err = JsonRpcInvalidParams(f"invalid params for {method}") if exc.code == JsonRpcInvalidParams.CODE \
+                    else exc
+                self._send_response(data["id"], error=err.to_response_error())
+            log.warning("cannot read message %s (id %s): %s", method or "?", data.get("id"), exc)
+            return _Ignored()
+
+
+class ModelWorker:
+    """The single thread every model call runs on (the engine serialises them anyway)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codefill-model")
+
+    def submit(self, fn: Callable, *args):
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CodefillLanguageServer(LanguageServer):
+    def __init__(self, overrides: dict | None = None) -> None:
+        super().__init__("codefill", __version__, protocol_cls=CodefillProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.documents = DocumentStore()
+        self.settings = Settings()
+        self.overrides = overrides or {}  # from the command line: win over the client's settings
+        self.model = ModelHolder()
+        self.worker = ModelWorker()
+        self.initialized = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._latest: dict[str, threading.Event] = {}  # per document: the cancel event of the newest request
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def encoding(self) -> str:
+        try:
+            enc = self.workspace.position_encoding
+        except Exception:
+            enc = None
+        return str(enc.value if hasattr(enc, "value") else enc or types.PositionEncodingKind.Utf16.value)
+
+    def call_in_loop(self, fn: Callable, *args) -> None:
+        """Run `fn(*args)` on the event loop (sending messages from the worker thread)."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or _in_loop(loop):
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def log_to_client(self, kind: types.MessageType, message: str) -> None:
+        try:
+            self.window_log_message(types.LogMessageParams(type=kind, message=message))
+        except Exception:
+            log.debug("cannot send window/logMessage", exc_info=True)
+
+    def show_to_client(self, kind: types.MessageType, message: str) -> None:
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        except Exception:
+            log.debug("cannot send window/showMessage", exc_info=True)
+
+    def report_server_error(self, error: Exception, source) -> None:
+        # pygls pops up "Error in server" for every unreadable message; a log line is enough.
+        log.warning("server error (%s): %s", getattr(source, "__name__", source), error)
+        self.log_to_client(types.MessageType.Warning, f"codefill: {error}")
+
+    def apply_settings(self, raw: Any) -> None:
+        settings, problems = merge(self.settings, raw)
+        settings, more = merge(settings, self.overrides)
+        for p in problems + more:
+            log.warning("%s", p)
+            self.show_to_client(types.MessageType.Warning, f"codefill: {p}")
+        self.settings = settings
+        if self.initialized:
+            self.model.ensure(self, settings)
+
+    def engine_or_none(self) -> Engine | None:
+        """On the worker: the loaded engine, or None when it failed to load (the user was told once)."""
+        return self.model.engine
+
+    def snippets_for(self, doc) -> tuple:
+        n = self.settings.snippets
+        if n <= 0:
+            return ()
+        root = None
+        try:
+            root = self.workspace.root_path
+        except Exception:
+            pass
+        return self.documents.snippets(doc.uri, n, SNIPPET_CHARS, root)
+
+    async def run_model(self, key: str, job: Callable[[threading.Event], Any]) -> Any:
+        """Run `job(cancel)` on the worker. A newer call with the same key sets the older one's `cancel` (it should
+        then return quickly with an empty answer); cancelling the awaiting task (`$/cancelRequest`) sets it too."""
+        old = self._latest.get(key)
+        if old is not None:
+            old.set()
+        cancel = threading.Event()
+        self._latest[key] = cancel
+        fut = self.worker.submit(_guarded, job, cancel)
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        finally:
+            if self._latest.get(key) is cancel:
+                del self._latest[key]
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _guarded(job: Callable, cancel: threading.Event):
+    try:
+        return job(cancel)
+    except CodefillError as exc:  # a position or document the engine refuses: an error response
+        raise JsonRpcInvalidParams(str(exc)) from None
+
+
+def create_server(overrides: dict | None = None) -> CodefillLanguageServer:
+    """A fresh server with every feature registered. `overrides`: settings (camelCase keys) that win over the
+    client's, e.g. {"model": path} from `codefill lsp --model`."""
+    server = CodefillLanguageServer(overrides)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CodefillLanguageServer, params: types.InitializeParams) -> None:
+        ls.loop = asyncio.get_running_loop()
+        ls.apply_settings(params.initialization_options)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: CodefillLanguageServer, params: types.InitializedParams) -> None:
+        ls.initialized = True
+        ls.model.ensure(ls, ls.settings)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: CodefillLanguageServer, params: types.DidChangeConfigurationParams):
+        raw = params.settings
+        if raw is None and _can_pull_configuration(ls):
+            try:
+                got = await asyncio.wait_for(ls.workspace_configuration_async(types.ConfigurationParams(
+                    items=[types.ConfigurationItem(section="codefill")])), 5.0)
+                raw = got[0] if got else None
+            except Exception as exc:
+                log.warning("workspace/configuration failed: %s", exc)
+        ls.apply_settings(raw)
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: CodefillLanguageServer, *args) -> None:
+        for cancel in ls._latest.values():
+            cancel.set()
+        ls.worker.submit(ls.model.close)
+
+    documents.register(server)
+    inline.register(server)
+    completion.register(server)
+    return server
+
+
+def _can_pull_configuration(ls: CodefillLanguageServer) -> bool:
+    caps = ls.client_capabilities
+    return bool(caps and caps.workspace and caps.workspace.configuration)

@@ -1,0 +1,149 @@
+"""Settings from `initialize` (`initializationOptions`) and `workspace/didChangeConfiguration`.
+
+Keys (camelCase, at the top level or under a `codefill` section, as editors send them):
+
+    model            GGUF path or REPO/FILE.gguf (default: the configured model, else the embedded one)
+    maxTokens        tokens per completion (default: the engine's, 128)
+    mode             "auto" | "line" | "block"  (single-line or multi-line completions; auto decides per cursor)
+    timeBudgetMs     decoding time limit per completion; null or 0: none (default: the engine's, 1000)
+    enable           false turns completions off
+    disabledLanguages  language ids ("markdown", …) that get no completions; `languages: {"markdown": false}` too
+    suggestions      alternatives for an explicitly invoked inline completion (default 3)
+    temperature      sampling temperature of those alternatives (default 0.7)
+    threads, contextSize   llama.cpp threads and context size
+    snippets         other open documents given to the model as context (default 4; 0: none)
+
+Unknown keys are ignored; a bad value is reported (window/showMessage) and the previous value kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str | None = None
+    max_tokens: int | None = None
+    mode: str = "auto"
+    time_budget_ms: float | None = -1.0  # -1: the engine's default; None: no limit
+    enable: bool = True
+    disabled_languages: frozenset[str] = field(default_factory=frozenset)
+    suggestions: int = 3
+    temperature: float = 0.7
+    threads: int | None = None
+    context_size: int | None = None
+    snippets: int = 4
+
+    def model_key(self) -> tuple:
+        """What the loaded model depends on: a change here reloads it."""
+        return (self.model, self.threads, self.context_size)
+
+    def enabled_for(self, language: str | None) -> bool:
+        return self.enable and (language or "") not in self.disabled_languages
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _pos_int(v):
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError("a positive integer")
+    return v
+
+
+def _opt_pos_int(v):
+    return None if v is None else _pos_int(v)
+
+
+def _budget(v):
+    if v is None or v == 0:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ValueError("a number of milliseconds, or null for no limit")
+    return float(v)
+
+
+def _mode(v):
+    if v not in ("auto", "line", "block"):
+        raise ValueError('"auto", "line" or "block"')
+    return v
+
+
+def _bool(v):
+    if not isinstance(v, bool):
+        raise ValueError("true or false")
+    return v
+
+
+def _langs(v):
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise ValueError("a list of language ids")
+    return frozenset(v)
+
+
+def _model(v):
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise ValueError("a path or REPO/FILE.gguf")
+    return v
+
+
+def _count(v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError("a non-negative integer")
+    return v
+
+
+def _temperature(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 2:
+        raise ValueError("a number in (0, 2]")
+    return float(v)
+
+
+_PARSERS = {
+    "model": _model, "max_tokens": _opt_pos_int, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
+    "disabled_languages": _langs, "suggestions": _pos_int, "temperature": _temperature, "threads": _opt_pos_int,
+    "context_size": _opt_pos_int, "snippets": _count,
+}
+
+
+def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
+    """`base` updated with the keys present in `raw` (a JSON object); returns the settings and the problems found."""
+    problems: list[str] = []
+    if raw is None:
+        return base, problems
+    if not isinstance(raw, dict):
+        return base, [f"settings must be a JSON object, got {type(raw).__name__}"]
+    if isinstance(raw.get("codefill"), dict):
+        raw = raw["codefill"]
+    updates: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = raw.get(_camel(f.name), raw.get(f.name, _MISSING))
+        if value is _MISSING:
+            continue
+        try:
+            updates[f.name] = _PARSERS[f.name](value)
+        except ValueError as exc:
+            problems.append(f"setting {_camel(f.name)}={value!r} ignored: expected {exc}")
+    if "multiline" in raw:  # a boolean alias: true → block, false → line
+        if isinstance(raw["multiline"], bool):
+            updates["mode"] = "block" if raw["multiline"] else "line"
+        else:
+            problems.append(f"setting multiline={raw['multiline']!r} ignored: expected true or false")
+    langs = raw.get("languages")
+    if isinstance(langs, dict):
+        off = set(updates.get("disabled_languages", base.disabled_languages))
+        for lang, on in langs.items():
+            if on is False or (isinstance(on, dict) and on.get("enable") is False):
+                off.add(lang)
+            else:
+                off.discard(lang)
+        updates["disabled_languages"] = frozenset(off)
+    return replace(base, **updates), problems
