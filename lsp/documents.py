@@ -192,4 +192,8 @@ def register(server) -> None:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:
-        ls.documents.close(params.text_document.uri)
+        uri = params.text_document.uri
+        ls.documents.close(uri)
+        engine = ls.model.engine
+        if engine is not None and hasattr(engine, "forget"):
+            engine.forget(uri)  # thread-safe: only drops the engine's per-document memory

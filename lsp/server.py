@@ -116,7 +116,13 @@ class CodefillLanguageServer(LanguageServer):
             log.debug("cannot send window/showMessage", exc_info=True)
 
     def report_server_error(self, error: Exception, source) -> None:
-        # pygls pops up "Error in server" for every unreadable message; a log line is enough.
+        # pygls pops up "Error in server" for every unreadable message; a log line is enough. Errors of requests
+        # were answered with an error response already.
+        from pygls.exceptions import FeatureRequestError
+
+        if source is FeatureRequestError:
+            log.debug("request failed: %s", error)
+            return
         log.warning("server error (%s): %s", getattr(source, "__name__", source), error)
         self.log_to_client(types.MessageType.Warning, f"codefill: {error}")
 
