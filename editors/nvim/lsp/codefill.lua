@@ -1,0 +1,15 @@
+-- codefill language server, for Neovim 0.11+ (`vim.lsp.config` / `vim.lsp.enable`).
+-- Put this directory (editors/nvim) on 'runtimepath', then in init.lua:
+--   vim.lsp.enable('codefill')
+-- Override anything with vim.lsp.config('codefill', { init_options = { maxTokens = 64 } }).
+---@type vim.lsp.Config
+return {
+  cmd = { 'codefill', 'lsp' },
+  -- no `filetypes`: attach to every buffer (disable languages with init_options.disabledLanguages)
+  root_markers = { '.git' },
+  init_options = {
+    -- model = '~/models/qwen2.5-coder-1.5b-q8_0.gguf',  -- default: the configured model, else the embedded one
+    -- maxTokens = 128, mode = 'auto' ('line' | 'block'), timeBudgetMs = 1000, suggestions = 3,
+    -- disabledLanguages = { 'markdown', 'text' },
+  },
+}

