@@ -1,0 +1,86 @@
+// codefill for VS Code: starts `codefill lsp` with vscode-languageclient, whose inline-completion feature registers
+// the server's `textDocument/inlineCompletion` as VS Code's inline completion provider (ghost text, Tab accepts,
+// Alt+] / Alt+[ cycle, "Trigger Inline Suggestion" asks for several alternatives).
+import * as vscode from 'vscode';
+import { LanguageClient, LanguageClientOptions, ServerOptions, State } from 'vscode-languageclient/node';
+
+let client: LanguageClient | undefined;
+let stopping = false;
+
+async function stop(): Promise<void> {
+  stopping = true;
+  try {
+    await client?.stop();
+  } finally {
+    client = undefined;
+    stopping = false;
+  }
+}
+
+// Settings sent to the server (initializationOptions, then workspace/didChangeConfiguration under `codefill`).
+function serverSettings(): Record<string, unknown> {
+  const c = vscode.workspace.getConfiguration('codefill');
+  return {
+    model: c.get<string | null>('model') || null,
+    maxTokens: c.get<number | null>('maxTokens') ?? null,
+    mode: c.get<string>('mode', 'auto'),
+    timeBudgetMs: c.get<number | null>('timeBudgetMs') ?? null,
+    suggestions: c.get<number>('suggestions', 3),
+    enable: c.get<boolean>('enable', true),
+    disabledLanguages: c.get<string[]>('disabledLanguages', []),
+    threads: c.get<number | null>('threads') ?? null,
+  };
+}
+
+async function start(context: vscode.ExtensionContext): Promise<void> {
+  const c = vscode.workspace.getConfiguration('codefill');
+  const serverOptions: ServerOptions = {
+    command: c.get<string>('serverPath', 'codefill'),
+    args: c.get<string[]>('serverArgs', ['lsp']),
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    initializationOptions: serverSettings(),
+    synchronize: { configurationSection: 'codefill' },
+    outputChannelName: 'codefill',
+    middleware: {
+      workspace: {
+        // answer workspace/configuration with the same shape as initializationOptions
+        configuration: (params) => params.items.map((item) => (item.section === 'codefill' ? serverSettings() : null)),
+      },
+    },
+  };
+  client = new LanguageClient('codefill', 'codefill', serverOptions, clientOptions);
+  client.onDidChangeState((e) => {
+    if (e.newState === State.Stopped && !stopping) {
+      void vscode.window.showWarningMessage(
+        `codefill: the language server stopped (is "${serverOptions.command}" installed? see the codefill output)`,
+      );
+    }
+  });
+  await client.start();
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  context.subscriptions.push(
+    vscode.commands.registerCommand('codefill.restart', async () => {
+      await stop();
+      await start(context);
+    }),
+    vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (e.affectsConfiguration('codefill.serverPath') || e.affectsConfiguration('codefill.serverArgs')) {
+        await stop();
+        await start(context);
+      }
+    }),
+  );
+  try {
+    await start(context);
+  } catch (err) {
+    void vscode.window.showErrorMessage(`codefill: cannot start the language server: ${err}`);
+  }
+}
+
+export async function deactivate(): Promise<void> {
+  await stop();
+}
