@@ -1,0 +1,89 @@
+"""The server's documents, position encodings, edits and settings, without a client."""
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from codefill.engine import Completion, Position, Range
+from codefill.lsp.documents import Document, DocumentStore, engine_position
+from codefill.lsp.edits import cursor_for, edit_for
+from codefill.lsp.settings import Settings, merge
+
+U8, U16, U32 = "utf-8", "utf-16", "utf-32"
+
+
+def change(line, a, b, text, line_end=None):
+    return types.TextDocumentContentChangePartial(
+        range=types.Range(start=types.Position(line, a), end=types.Position(line if line_end is None else line_end, b)),
+        text=text)
+
+
+@pytest.mark.parametrize("enc,units", [(U8, 4 + 1 + 2 + 4), (U16, 4 + 1 + 1 + 2), (U32, 4 + 1 + 1 + 1)])
+def test_positions_count_the_negotiated_units(enc, units):
+    # "abcd" + " " + "é" (2 UTF-8 bytes, 1 UTF-16 unit) + "😀" (4 bytes, 2 UTF-16 units) then the cursor
+    doc = Document("file:///t.py", "x\nabcd é😀tail\n")
+    off = doc.offset_at(types.Position(1, units), enc)
+    assert doc.text[off:].startswith("tail")
+    assert doc.position_at(off, enc) == types.Position(1, units)
+
+
+def test_lines_end_at_lsp_line_endings_only():
+    # \r\n and \r end lines; form feed and U+2028 do not (str.splitlines would split there)
+    doc = Document("file:///t.py", "a\r\nb\rc\x0cd\u2028e\nf")
+    assert doc.offset_at(types.Position(2, 0), U16) == doc.text.index("c")
+    assert doc.offset_at(types.Position(3, 0), U16) == doc.text.index("f")
+    assert doc.offset_at(types.Position(0, 99), U16) == 1  # past the end of the line: the end of the line
+    with pytest.raises(JsonRpcInvalidParams):
+        doc.offset_at(types.Position(4, 0), U16)
+
+
+def test_incremental_changes_in_utf16():
+    doc = Document("file:///t.py", "s = '😀'\nprint(s)\n")
+    doc.apply(change(0, 8, 8, " + 'é'"), U16)  # after the closing quote: 😀 counts 2
+    assert doc.text == "s = '😀' + 'é'\nprint(s)\n"
+    doc.apply(change(0, 14, 3, "!", line_end=1), U16)  # across lines
+    assert doc.text == "s = '😀' + 'é'!nt(s)\n"
+    doc.apply(types.TextDocumentContentChangeWholeDocument(text="new"), U16)
+    assert doc.text == "new"
+
+
+def test_engine_positions_use_code_points_and_newlines():
+    text = "a😀\r\nbc"
+    assert engine_position(text, text.index("c")) == Position(1, 1)
+    assert engine_position(text, 2) == Position(0, 2)
+
+
+def test_snippets_are_other_documents_most_recently_edited_first():
+    store = DocumentStore()
+    for name in ("a", "b", "c"):
+        store.open(types.TextDocumentItem(uri=f"file:///w/{name}.py", language_id="python", version=1,
+                                          text=f"# {name}\n" + "x = 1\n" * 50))
+    store.get("file:///w/a.py").apply(change(0, 0, 0, "#"), U16)  # a is now the most recent
+    snips = store.snippets("file:///w/c.py", limit=4, max_chars=40, root="/w")
+    assert [s.path for s in snips] == ["a.py", "b.py"]
+    assert all(len(s.text) <= 40 and s.text.endswith("\n") for s in snips)
+    assert store.snippets("file:///w/c.py", limit=1, max_chars=40)[0].path == "/w/a.py"
+
+
+def test_edit_for_a_plain_insertion_and_for_a_selected_popup_item():
+    doc = Document("file:///t.py", "x = math.p\n")
+    cur = cursor_for(doc, types.Position(0, 10), U16)
+    c = Completion("i * 2", Range(Position(0, 10), Position(0, 10)), "eos", "line")
+    assert edit_for(cur, c) == (10, 10, "i * 2")
+    sel = types.SelectedCompletionInfo(range=types.Range(start=types.Position(0, 9), end=types.Position(0, 10)),
+                                       text="pi")
+    cur = cursor_for(doc, types.Position(0, 10), U16, sel)
+    assert cur.text == "x = math.pi\n" and cur.offset == 11
+    c = Completion(" * 2", Range(Position(0, 11), Position(0, 11)), "eos", "line")
+    assert edit_for(cur, c) == (9, 10, "pi * 2")  # replaces the popup item's range, starts with its text
+
+
+def test_settings_merge_camel_case_sections_and_report_bad_values():
+    s, problems = merge(Settings(), {"codefill": {"maxTokens": 32, "mode": "block", "timeBudgetMs": None,
+                                                  "disabledLanguages": ["markdown"], "threads": "two"}})
+    assert (s.max_tokens, s.mode, s.time_budget_ms, s.threads) == (32, "block", None, None)
+    assert not s.enabled_for("markdown") and s.enabled_for("python")
+    assert len(problems) == 1 and "threads" in problems[0]
+    s, _ = merge(s, {"multiline": False, "languages": {"markdown": True, "text": False}})
+    assert s.mode == "line" and s.enabled_for("markdown") and not s.enabled_for("text")
+    assert merge(s, "nonsense")[1]
