@@ -14,10 +14,9 @@ def lsp(
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: one per performance core)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
 ) -> None:
-    """Run the language server (inline completions, i.e. ghost text, for Neovim, VS Code, …).
+    """Run the language server: ghost text (LSP inline completions) for Neovim, VS Code and other editors.
 
-    Example: codefill lsp                      (the editor starts it and talks over stdio)
-             codefill lsp --tcp 127.0.0.1:2087 (for clients that connect to a port)
+    Example: codefill lsp   (stdio: the editor starts it; or --tcp 127.0.0.1:2087 for clients that connect)
     """
     from codefill.lsp import create_server
 
