@@ -4,11 +4,15 @@ One item that inserts the completion: its label is the word being typed plus the
 "…" when there is more), its documentation the full text in a code block, its `textEdit` replaces the word before
 the cursor (so the client's filtering by that word keeps it) with the word plus the completion. The list is
 `isIncomplete`, so the client asks again as you type instead of filtering a stale answer.
+
+Advertised only to clients without inline completion (setting `completionFallback` overrides), since editors that have
+both would ask for both at every keystroke.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -30,7 +34,9 @@ def register(server: "CodefillLanguageServer") -> None:
             return types.CompletionList(is_incomplete=True, items=[])
         enc = ls.encoding
         cur = cursor_for(doc, params.position, enc)
-        req = engine_request(cur, ls.settings, ls.snippets_for(doc))
+        # Its own supersession key and engine document id: a client that asks for both inline and popup completions
+        # must not have them cancel each other.
+        req = replace(engine_request(cur, ls.settings, ls.snippets_for(doc)), document_id=doc.uri + "#completion")
 
         def job(cancel):
             engine = ls.engine_or_none()
@@ -39,7 +45,7 @@ def register(server: "CodefillLanguageServer") -> None:
             c = engine.complete(req, cancel=cancel)
             return None if c.stop_reason == "cancelled" else c
 
-        c = await ls.run_model(doc.uri, job)
+        c = await ls.run_model(("completion", doc.uri), job)
         edit = edit_for(cur, c) if c is not None else None
         if edit is None or not edit[2]:
             return types.CompletionList(is_incomplete=True, items=[])

@@ -66,7 +66,7 @@ def register(server: "CodefillLanguageServer") -> None:
                         out.append(c)
             return [] if cancel.is_set() else out  # superseded meanwhile: the client no longer wants these
 
-        completions = await ls.run_model(doc.uri, job)
+        completions = await ls.run_model(("inline", doc.uri), job)
         items = []
         for c in completions:
             edit = edit_for(cur, c)

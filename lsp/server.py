@@ -17,12 +17,13 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 
 from codefill import __version__
 from codefill.engine import CodefillError, Engine
@@ -45,6 +46,14 @@ class _Ignored:
 
 
 class CodefillProtocol(LanguageServerProtocol):
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):
+        result = yield from super().lsp_initialize(params)
+        if not self._server.wants_completion_fallback(params.capabilities):
+            # Clients with inline completion (VS Code, Neovim 0.12) would ask both at every keystroke.
+            result.capabilities.completion_provider = None
+        return result
+
     def structure_message(self, data: dict[str, Any]):
         try:
             return super().structure_message(data)
@@ -84,7 +93,7 @@ class CodefillLanguageServer(LanguageServer):
         self.worker = ModelWorker()
         self.initialized = False
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._latest: dict[str, threading.Event] = {}  # per document: the cancel event of the newest request
+        self._latest: dict[Hashable, threading.Event] = {}  # per document: the cancel event of the newest request
 
     # ------------------------------------------------------------ helpers
     @property
@@ -136,6 +145,11 @@ class CodefillLanguageServer(LanguageServer):
         if self.initialized:
             self.model.ensure(self, settings)
 
+    def wants_completion_fallback(self, caps: types.ClientCapabilities | None) -> bool:
+        if self.settings.completion_fallback is not None:
+            return self.settings.completion_fallback
+        return not (caps and caps.text_document and caps.text_document.inline_completion is not None)
+
     def engine_or_none(self) -> Engine | None:
         """On the worker: the loaded engine, or None when it failed to load (the user was told once)."""
         return self.model.engine
@@ -151,7 +165,7 @@ class CodefillLanguageServer(LanguageServer):
             pass
         return self.documents.snippets(doc.uri, n, SNIPPET_CHARS, root)
 
-    async def run_model(self, key: str, job: Callable[[threading.Event], Any]) -> Any:
+    async def run_model(self, key: Hashable, job: Callable[[threading.Event], Any]) -> Any:
         """Run `job(cancel)` on the worker. A newer call with the same key sets the older one's `cancel` (it should
         then return quickly with an empty answer); cancelling the awaiting task (`$/cancelRequest`) sets it too."""
         old = self._latest.get(key)

@@ -12,6 +12,8 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     temperature      sampling temperature of those alternatives (default 0.7)
     threads, contextSize   llama.cpp threads and context size
     snippets         other open documents given to the model as context (default 4; 0: none)
+    completionFallback  offer `textDocument/completion` too: true, false, or null (default) for "only when the client
+                     has no inline completion" (decided at `initialize`)
 
 Unknown keys are ignored; a bad value is reported (window/showMessage) and the previous value kept.
 """
@@ -37,6 +39,7 @@ class Settings:
     threads: int | None = None
     context_size: int | None = None
     snippets: int = 4
+    completion_fallback: bool | None = None
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
@@ -101,6 +104,10 @@ def _count(v):
     return v
 
 
+def _opt_bool(v):
+    return None if v is None else _bool(v)
+
+
 def _temperature(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 2:
         raise ValueError("a number in (0, 2]")
@@ -110,7 +117,7 @@ def _temperature(v):
 _PARSERS = {
     "model": _model, "max_tokens": _opt_pos_int, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
     "disabled_languages": _langs, "suggestions": _pos_int, "temperature": _temperature, "threads": _opt_pos_int,
-    "context_size": _opt_pos_int, "snippets": _count,
+    "context_size": _opt_pos_int, "snippets": _count, "completion_fallback": _opt_bool,
 }
 
 

@@ -77,7 +77,7 @@ def cli_complete(path, line0, col_codepoints):
 async def test_capabilities_and_progress(client: LanguageClient, tmp_path):
     caps = client.init_result.capabilities
     assert caps.inline_completion_provider is not None  # `{}` on the wire: present means supported
-    assert caps.completion_provider is not None
+    assert caps.completion_provider is None  # this client has inline completion: no popup fallback advertised
     assert caps.position_encoding == types.PositionEncodingKind.Utf16  # the client offered nothing else
     sync = caps.text_document_sync
     assert sync.change == types.TextDocumentSyncKind.Incremental and sync.open_close

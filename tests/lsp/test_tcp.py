@@ -37,6 +37,7 @@ async def test_tcp_server_answers_inline_completions():
         result = await client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(), initialization_options={"threads": 1, "timeBudgetMs": None}))
         assert result.capabilities.inline_completion_provider is not None
+        assert result.capabilities.completion_provider is not None  # no inline completion here: the fallback
         client.initialized(types.InitializedParams())
         uri = "file:///tcp/area.py"
         client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
