@@ -59,25 +59,46 @@ def engine_request(cur: Cursor, settings: Settings, snippets=()) -> CompletionRe
 
 def edit_for(cur: Cursor, completion: Completion) -> tuple[int, int, str] | None:
     """(start, end, text): the edit of the client's document that gives the completed text, as small as possible but
-    covering the cursor and the selected popup item; None when the completion changes nothing."""
+    covering the cursor and the selected popup item; None when the completion adds nothing."""
     p = engine_offset(cur.text, completion.range.start)
     q = engine_offset(cur.text, completion.range.end)
+    if p == q == cur.offset:  # the usual case: an insertion at the cursor
+        if not completion.text:
+            return None
+        head = cur.text[cur.replace_start : cur.offset]  # the selected popup item's text, if any
+        return cur.replace_start, cur.replace_end, head + completion.text
     result = cur.text[:p] + completion.text + cur.text[q:]
     orig = cur.original
     if result == orig:
         return None
-    n = min(len(orig), len(result))
-    cp = 0
-    while cp < n and orig[cp] == result[cp]:
-        cp += 1
-    start = min(cp, cur.cursor, cur.replace_start)
-    cs = 0
-    limit = min(len(orig), len(result)) - start
-    while cs < limit and orig[len(orig) - 1 - cs] == result[len(result) - 1 - cs]:
-        cs += 1
+    start = min(_common_prefix(orig, result), cur.cursor, cur.replace_start)
+    cs = _common_suffix(orig, result, min(len(orig), len(result)) - start)
     end = max(len(orig) - cs, cur.cursor, cur.replace_end)
     tail = len(orig) - end
     return start, end, result[start : len(result) - tail]
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix (binary search over slice comparisons: C speed on large documents)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, max(0, limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def lsp_range(doc: Document, start: int, end: int, encoding: str) -> types.Range:

@@ -87,3 +87,34 @@ def test_settings_merge_camel_case_sections_and_report_bad_values():
     s, _ = merge(s, {"multiline": False, "languages": {"markdown": True, "text": False}})
     assert s.mode == "line" and s.enabled_for("markdown") and not s.enabled_for("text")
     assert merge(s, "nonsense")[1]
+
+
+def test_edits_always_give_the_completed_document():
+    """Random documents, cursors, popup selections and completions: applying the edit gives what the engine meant."""
+    import random
+
+    from codefill.lsp.documents import engine_position
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        text = "".join(rng.choice("ab\n😀 ") for _ in range(rng.randint(0, 12)))
+        doc = Document("file:///t.py", text)
+        off = rng.randint(0, len(text))
+        pos = doc.position_at(off, U32)
+        sel = None
+        if rng.random() < 0.5:
+            a = rng.randint(text.rfind("\n", 0, off) + 1, off)
+            sel = types.SelectedCompletionInfo(range=types.Range(start=doc.position_at(a, U32), end=pos),
+                                               text="".join(rng.choice("ab") for _ in range(rng.randint(0, 3))))
+        cur = cursor_for(doc, pos, U32, sel)
+        at = engine_position(cur.text, cur.offset)
+        c = Completion("".join(rng.choice("ab\n😀 ") for _ in range(rng.randint(0, 4))), Range(at, at), "eos", "line")
+        got = edit_for(cur, c)
+        if not c.text:
+            assert got is None
+            continue
+        start, end, new = got
+        assert text[:start] + new + text[end:] == cur.text[: cur.offset] + c.text + cur.text[cur.offset :]
+        assert start <= off <= end
+        if sel is not None:
+            assert start == cur.replace_start and new.startswith(sel.text)
