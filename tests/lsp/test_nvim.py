@@ -36,9 +36,12 @@ def result(tmp_path_factory):
     src = d / "geometry.py"
     src.write_text(TEXT, encoding="utf-8")
     out = d / "out.json"
-    env = dict(os.environ, CODEFILL_PYTHON=sys.executable, CODEFILL_RTP=str(ROOT / "editors" / "nvim"),
+    # module scope starts before tests/conftest.py's autouse fixture: isolate the server's user directories here
+    env = dict(os.environ, CODEFILL_CONFIG_DIR=str(d / "config-codefill"), CODEFILL_CACHE_DIR=str(d / "cache"),
+               HF_HUB_OFFLINE="1", HF_HOME=str(d / "hf"), CODEFILL_PYTHON=sys.executable, CODEFILL_RTP=str(ROOT / "editors" / "nvim"),
                CODEFILL_OUT=str(out), CODEFILL_LINE="5", CODEFILL_TEXT=TEXT.rstrip("\n"),
                XDG_STATE_HOME=str(d / "state"), XDG_DATA_HOME=str(d / "data"), XDG_CONFIG_HOME=str(d / "config"))
+    env.pop("CODEFILL_MODEL", None)
     proc = subprocess.run(
         [str(nvim), "--headless", "--clean", "-u", str(Path(__file__).with_name("nvim_init.lua")), str(src)],
         env=env, capture_output=True, text=True, timeout=300, cwd=d,

@@ -12,10 +12,12 @@ import sys
 from contextlib import asynccontextmanager
 
 import pytest
+import pytest_asyncio
 import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp.client import make_test_lsp_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -36,12 +38,25 @@ def utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module")
-async def client(lsp_client: LanguageClient):
+def isolated_env(tmp_path_factory) -> dict:
+    """The server's environment: its own config and cache directories, offline (a module-scoped server starts before
+    the function-scoped autouse fixture of tests/conftest.py has set these)."""
+    base = tmp_path_factory.mktemp("lsp-user")
+    env = dict(os.environ, CODEFILL_CONFIG_DIR=str(base / "config"), CODEFILL_CACHE_DIR=str(base / "cache"),
+               HF_HUB_OFFLINE="1", HF_HOME=str(base / "hf"))
+    env.pop("CODEFILL_MODEL", None)
+    return env
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(tmp_path_factory):
+    lsp_client = make_test_lsp_client()
+    await lsp_client.start_io(*SERVER, env=isolated_env(tmp_path_factory))
     lsp_client.init_result = await lsp_client.initialize_session(
         types.InitializeParams(capabilities=CAPS, initialization_options=OPTIONS))
-    yield
+    yield lsp_client
     await lsp_client.shutdown_session()
+    await lsp_client.stop()
 
 
 @asynccontextmanager
