@@ -1,4 +1,4 @@
--- Driven by test_nvim.py: nvim --headless --clean -u nvim_init.lua FILE
+-- Driven by test_lsp_nvim.py: nvim --headless --clean -u nvim_init.lua FILE
 -- Environment: CODEFILL_PYTHON, CODEFILL_RTP (editors/nvim), CODEFILL_OUT (JSON results), CODEFILL_LINE/COL (1-based
 -- line, 0-based byte column of the cursor).
 local out = {}
