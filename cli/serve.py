@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -34,7 +35,17 @@ def lsp(
             raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io(sys.stdin.buffer, sys.stdout.buffer)
+        server.start_io(sys.stdin.buffer, _protocol_stdout())
+
+
+def _protocol_stdout():
+    """The real stdout, for LSP messages only. File descriptor 1 and `sys.stdout` then point at stderr, so a stray
+    print (Python's or llama.cpp's C code) cannot corrupt the protocol stream."""
+    sys.stdout.flush()
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "wb")  # buffered: pygls flushes after every message
 
 
 def register(app: typer.Typer) -> None:
