@@ -146,8 +146,9 @@ function M.request(kind, bufnr, on_done)
   params.context = { triggerKind = kind or AUTOMATIC }
   local tick = api.nvim_buf_get_changedtick(bufnr)
   local cursor = api.nvim_win_get_cursor(0)
-  local ok, id = client:request('textDocument/inlineCompletion', params, function(err, result, ctx)
-    if s.request == ctx.request_id then
+  local id
+  local ok, rid = client:request('textDocument/inlineCompletion', params, function(err, result)
+    if s.request == id then
       s.request = nil
     end
     local items = (not err and result) and (result.items or result) or {}
@@ -162,7 +163,8 @@ function M.request(kind, bufnr, on_done)
     end
   end, bufnr)
   if ok then
-    s.request, s.client = id, client
+    id = rid
+    s.request, s.client = rid, client
   end
   return ok
 end
