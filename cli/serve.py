@@ -29,13 +29,16 @@ def lsp(
         root.setLevel(min(root.level or logging.WARNING, logging.INFO))
     overrides = {k: v for k, v in {"model": model, "threads": threads}.items() if v is not None}
     server = create_server(overrides)
-    if tcp:
-        host, sep, port = tcp.rpartition(":")
-        if not sep or not port.isdigit():
-            raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
-        server.start_tcp(host or "127.0.0.1", int(port))
-    else:
-        server.start_io(sys.stdin.buffer, _protocol_stdout())
+    try:
+        if tcp:
+            host, sep, port = tcp.rpartition(":")
+            if not sep or not port.isdigit():
+                raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
+            server.start_tcp(host or "127.0.0.1", int(port))
+        else:
+            server.start_io(sys.stdin.buffer, _protocol_stdout())
+    finally:
+        server.worker.shutdown()  # drop queued model work: the client is gone
 
 
 def _protocol_stdout():
