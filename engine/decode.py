@@ -24,14 +24,22 @@ class Sampler:
     def __post_init__(self):
         self.rng = np.random.default_rng(self.seed)
 
-    def pick(self, logits: np.ndarray, banned: frozenset[int] = frozenset()) -> tuple[int, float]:
-        """(token, log-probability of that token under the model's untempered distribution)."""
+    def pick(self, logits: np.ndarray, allowed: np.ndarray | None = None) -> tuple[int, float]:
+        """(token, log-probability of that token under the model's untempered distribution).
+
+        `allowed`: token ids the choice is restricted to (token healing); the log-probability stays the model's.
+        """
         x = logits.astype(np.float64, copy=False)
-        if banned:
-            x = x.copy()
-            x[list(banned)] = -np.inf
+        if allowed is not None:
+            full = x
+            x = np.full_like(full, -np.inf)
+            x[allowed] = full[allowed]
         m = float(np.max(x))
         logz = m + math.log(float(np.sum(np.exp(x - m))))
+        if allowed is not None:
+            m_full = float(np.max(full))
+            logz = m_full + math.log(float(np.sum(np.exp(full - m_full))))
+            m = float(np.max(x))
         if self.temperature <= 0:
             tok = int(np.argmax(x))
             return tok, float(x[tok] - logz)
@@ -89,10 +97,17 @@ def generate(
     stop_ids: frozenset[int] = frozenset(),
     cancelled: Callable[[], bool] | None = None,
     first_logits: np.ndarray | None = None,
+    heal: str = "",
 ) -> Generation:
-    """Decode from the current end of sequence `seq` (whose logits must be ready)."""
+    """Decode from the current end of sequence `seq` (whose logits must be ready).
+
+    `heal`: text the prompt left out at its end (token healing). The first tokens are restricted to ones consistent
+    with it, and it is not part of the returned text.
+    """
     t0 = time.perf_counter()
     acc = TextAccumulator()
+    heal_bytes = heal.encode("utf-8")
+    n_heal = len(heal)
     logprobs: list[float] = []
     tokens: list[int] = []
     reason = "max_tokens"
@@ -101,40 +116,65 @@ def generate(
         if cancelled is not None and cancelled():
             reason = "cancelled"
             break
-        tok, lp = sampler.pick(logits)
+        produced = len(acc.text)
+        healing = produced < n_heal
+        allowed = healing_candidates(rt, heal_bytes[len(acc.text[:produced].encode("utf-8")) :]) if healing else None
+        tok, lp = sampler.pick(logits, allowed)
         if rt.is_eog(tok) or tok in stop_ids:
             reason = "eos"
             break
         tokens.append(tok)
-        logprobs.append(lp)
         acc.add(rt.token_piece(tok))
-        hit = rules.check(acc.text)
+        if len(acc.text) > n_heal:
+            logprobs.append(lp)  # only tokens that produce new text speak about the completion's quality
+        else:
+            logprobs.append(float("nan"))
+        hit = rules.check(acc.text[n_heal:]) if len(acc.text) >= n_heal else None
         if hit is not None:
             cut, reason = hit
-            n_keep = acc.tokens_within(cut)
-            text = acc.text[:cut]
+            n_keep = acc.tokens_within(cut + n_heal)
+            text = acc.text[n_heal : n_heal + cut]
             del tokens[n_keep:]
             del logprobs[n_keep:]
-            return Generation(text, reason, logprobs, tokens, (time.perf_counter() - t0) * 1000)
+            return Generation(text, reason, _real(logprobs), tokens, (time.perf_counter() - t0) * 1000)
         if deadline is not None and time.perf_counter() >= deadline:
             reason = "time"
             break
         rt.decode_one(tok, seq)
         logits = rt.logits(seq)
-    text = acc.text
+    text = acc.text[n_heal:]
     if reason in ("eos", "max_tokens", "time"):
         hit = rules.check(text, final=True)
         if hit is not None:
             cut, reason = hit
-            n_keep = acc.tokens_within(cut)
-            text = text[:cut]
-            del tokens[n_keep:]
-            del logprobs[n_keep:]
         elif reason == "time" and rules.mode == "block" and "\n" in text:
-            # Out of time mid-line: keep the complete lines only.
-            cut = text.rfind("\n")
-            n_keep = acc.tokens_within(cut)
+            cut = text.rfind("\n")  # out of time mid-line: keep the complete lines only
+        else:
+            cut = None
+        if cut is not None:
+            n_keep = acc.tokens_within(cut + n_heal)
             text = text[:cut]
             del tokens[n_keep:]
             del logprobs[n_keep:]
-    return Generation(text, reason, logprobs, tokens, (time.perf_counter() - t0) * 1000)
+    return Generation(text, reason, _real(logprobs), tokens, (time.perf_counter() - t0) * 1000)
+
+
+def _real(xs: list[float]) -> list[float]:
+    return [x for x in xs if x == x]
+
+
+def healing_candidates(rt, remaining: bytes) -> np.ndarray:
+    """Tokens whose bytes are consistent with `remaining`: a prefix of it, or starting with all of it."""
+    cache = rt.__dict__.setdefault("_heal_cache", {})
+    hit = cache.get(remaining)
+    if hit is not None:
+        return hit
+    pieces = rt.__dict__.get("_all_pieces")
+    if pieces is None:
+        pieces = [rt.token_piece(t) for t in range(rt.n_vocab)]
+        rt.__dict__["_all_pieces"] = pieces
+    ids = [t for t, p in enumerate(pieces) if p and (p.startswith(remaining) or remaining.startswith(p))]
+    arr = np.array(ids, dtype=np.int64)
+    if len(cache) < 4096:
+        cache[remaining] = arr
+    return arr

@@ -232,6 +232,7 @@ class Engine:
                 deadline=self._deadline(req, time.perf_counter()),
                 stop_ids=self.format.stop_ids,
                 cancelled=cancelled,
+                heal=prompt.heal,
             )
         timings = Timings(
             prompt_tokens=len(tokens),

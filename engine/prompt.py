@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +21,7 @@ from .context import CompletionContext, comment_prefix
 from .fim import Format, Vocab
 
 ANCHOR_LINES = 32
+_HEALABLE = re.compile(r"\s+|[ \t]?[A-Za-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class Prompt:
     suffix_text: str  # the part of the document's suffix that made it into the prompt
     prefix_start_line: int
     n_snippets: int = 0
+    # Token healing: when the prompt ends with the prefix, its last token is left out and the completion must
+    # start with this text (the model then chooses how to tokenize across the cursor, e.g. "\n    " + "return").
+    heal: str = ""
 
 
 class TokenCounter:
@@ -94,8 +99,9 @@ def _repo_name(path: str | None) -> str:
 
 
 class PromptBuilder:
-    def __init__(self, vocab: Vocab, fmt: Format, budget: BudgetConfig):
+    def __init__(self, vocab: Vocab, fmt: Format, budget: BudgetConfig, heal: bool = True):
         self.vocab = vocab
+        self.heal = heal
         self.fmt = fmt
         self.budget = budget
         self.count = TokenCounter(vocab)
@@ -178,6 +184,19 @@ class PromptBuilder:
                 head += self._tok(f"{comment_prefix(ctx.language)}{path}\n")
 
         pre_toks = self._tok(prefix_text)
+        heal = ""
+        ends_with_prefix = not fmt.is_fim or fmt.spm
+        if ends_with_prefix and self.heal and len(pre_toks) > 1:
+            piece = self.vocab.token_piece(pre_toks[-1])
+            try:
+                text = piece.decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            # Only where a token boundary at the cursor is unnatural: after indentation (the model would write
+            # "\n    return" as one or two tokens) and inside a word being typed ("retu|").
+            if text and len(piece) <= 32 and prefix_text.endswith(text) and _HEALABLE.fullmatch(text):
+                heal = text
+                pre_toks = pre_toks[:-1]
         if not fmt.is_fim:
             tokens = head + pre_toks
         else:
@@ -195,4 +214,5 @@ class PromptBuilder:
             suffix_text=suffix_text,
             prefix_start_line=start,
             n_snippets=n_snip,
+            heal=heal,
         )
