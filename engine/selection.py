@@ -1,0 +1,207 @@
+"""Choosing among candidates without tests: log-probability, agreement, syntax — and `auto`, which combines them.
+
+Every selector takes candidates with `.text` and `.token_logprobs` (engine.sampling.Candidate, or anything shaped
+like it) and the CompletionContext they complete, and ranks them best first.
+
+- `logprob`: mean token log-probability (length-normalised, so short answers are not favoured just for being short).
+- `cluster`: agreement — candidates whose normalised code is the same (Python tokens without comments and spacing;
+  whitespace-collapsed text elsewhere) form a cluster; the largest cluster wins, its most likely member represents it.
+- `syntax`: candidates that keep the buffer parseable first (Python's parser; JSON's; unknown elsewhere), then logprob.
+- `auto`: drop candidates that break the syntax and empty ones (unless nothing else is left), then score each cluster
+  by `cluster_weight · log(size/n) + max mean-logprob of its members`, and take the best member of the best cluster.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import math
+import re
+import tokenize
+import warnings
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+METHODS = ("first", "logprob", "cluster", "syntax", "auto")
+
+
+@dataclass(frozen=True)
+class SelectionWeights:
+    cluster_weight: float = 1.0  # how much a doubling of agreement is worth, in nats of mean log-probability
+    drop_syntax_errors: bool = True
+    drop_empty: bool = True
+
+
+DEFAULT_WEIGHTS = SelectionWeights()
+
+
+# ---------------------------------------------------------------------------------------------- signals
+
+
+def mean_logprob(c) -> float:
+    lps = tuple(getattr(c, "token_logprobs", ()) or ())
+    if not lps:
+        return -1e9  # nothing decoded: no evidence at all
+    return sum(lps) / len(lps)
+
+
+def normalize(text: str, language: str | None = "python") -> str:
+    """A key under which equivalent completions agree: code tokens without comments, spacing or line breaks."""
+    if language == "python":
+        try:
+            toks = []
+            for t in tokenize.generate_tokens(io.StringIO(text.strip() + "\n").readline):
+                if t.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                              tokenize.ENDMARKER):
+                    continue
+                s = t.string
+                if t.type == tokenize.STRING:
+                    s = _canonical_string(s)
+                toks.append(s)
+            return " ".join(toks)
+        except (tokenize.TokenError, IndentationError, SyntaxError):
+            pass
+    return re.sub(r"\s+", " ", text.strip())
+
+
+def _canonical_string(s: str) -> str:
+    """'a' and "a" are the same literal."""
+    try:
+        v = ast.literal_eval(s)
+    except Exception:
+        return s
+    return repr(v)
+
+
+def _parse_python(src: str) -> SyntaxError | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(src)
+        return None
+    except SyntaxError as exc:
+        return exc
+    except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+        return SyntaxError(str(exc))
+
+
+def syntax_ok(ctx, text: str) -> bool | None:
+    """Does the buffer still parse with `text` inserted at the cursor? None when that cannot be judged.
+
+    Python: True if it parses; False if it does not while the buffer without the completion does, or the parser's
+    error points into the inserted lines (or the line after them); None if the buffer is broken elsewhere anyway.
+    JSON: the same with json.loads. Other languages: None.
+    """
+    language = getattr(ctx, "language", None)
+    doc = ctx.prefix + text + ctx.suffix
+    if language == "python":
+        err = _parse_python(doc)
+        if err is None:
+            return True
+        if _parse_python(ctx.prefix + ctx.suffix) is None:
+            return False
+        start = ctx.prefix.count("\n") + 1  # 1-based line numbers, as SyntaxError reports them
+        end = start + text.count("\n") + 1
+        lineno = getattr(err, "lineno", None)
+        if lineno is not None and start <= lineno <= end:
+            return False
+        return None
+    if language == "json":
+        try:
+            json.loads(doc)
+            return True
+        except ValueError:
+            try:
+                json.loads(ctx.prefix + ctx.suffix)
+                return False
+            except ValueError:
+                return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- clusters
+
+
+def clusters(candidates: Sequence, language: str | None = "python") -> list[list[int]]:
+    """Indices of candidates grouped by normalised text, in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        groups.setdefault(normalize(c.text, language), []).append(i)
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------------------------------------- ranking
+
+
+def rank(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeights = DEFAULT_WEIGHTS) -> list:
+    """Candidates best first according to `method` (one of METHODS). Stable: ties keep the original order."""
+    if method not in METHODS:
+        raise ValueError(f"unknown selection method {method!r} (one of {', '.join(METHODS)})")
+    cands = list(candidates)
+    if not cands:
+        return []
+    language = getattr(ctx, "language", None)
+    order = list(range(len(cands)))
+    lp = [mean_logprob(c) for c in cands]
+    empty = [not c.text.strip() for c in cands]
+    if method == "first":
+        return cands
+    if method == "logprob":
+        order.sort(key=lambda i: (empty[i], -lp[i]))
+        return [cands[i] for i in order]
+    if method == "syntax":
+        ok = [syntax_ok(ctx, c.text) for c in cands]
+        order.sort(key=lambda i: (empty[i], ok[i] is False, -lp[i]))
+        return [cands[i] for i in order]
+    groups = clusters(cands, language)
+    if method == "cluster":
+        size = {i: len(g) for g in groups for i in g}
+        order.sort(key=lambda i: (empty[i], -size[i], -lp[i]))
+        return [cands[i] for i in order]
+    # auto
+    n = len(cands)
+    ok = {}
+    for g in groups:  # one parse per distinct answer
+        v = syntax_ok(ctx, cands[g[0]].text) if weights.drop_syntax_errors else None
+        for i in g:
+            ok[i] = v
+    bad = [(weights.drop_empty and empty[i]) or ok[i] is False for i in range(n)]
+    if all(bad):
+        bad = [weights.drop_empty and empty[i] for i in range(n)] if not all(empty) else [False] * n
+    scored = []
+    for g in groups:
+        members = [i for i in g if not bad[i]]
+        if not members:
+            continue
+        best = max(members, key=lambda i: (lp[i], -i))
+        score = weights.cluster_weight * math.log(len(g) / n) + lp[best]
+        scored.append((score, best, g))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    out: list[int] = []
+    for _s, best, g in scored:
+        out.append(best)
+        out.extend(sorted((i for i in g if i != best and not bad[i]), key=lambda i: -lp[i]))
+    seen = set(out)
+    out.extend(sorted((i for i in range(n) if i not in seen), key=lambda i: (empty[i], -lp[i])))
+    return [cands[i] for i in out]
+
+
+def select(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeights = DEFAULT_WEIGHTS):
+    """The best candidate according to `method`."""
+    ranked = rank(candidates, ctx, method, weights)
+    if not ranked:
+        raise ValueError("no candidates to select from")
+    return ranked[0]
+
+
+def distinct(candidates: Iterable, language: str | None = "python") -> list:
+    """The first candidate of each normalised answer, in order."""
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        k = normalize(c.text, language)
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
