@@ -291,3 +291,18 @@ async def test_a_model_that_cannot_load_is_one_message_and_the_server_keeps_runn
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"model": None}))
         res = await client.text_document_inline_completion_async(inline_params(uri, 1, 11))
     assert res.items and res.items[0].insert_text
+
+
+async def test_the_event_loop_answers_while_the_model_works(client: LanguageClient, tmp_path):
+    """A long invoked request keeps the worker busy; requests the loop can answer alone still come back first."""
+    text = "import os\n\n\ndef walk_tree(root):\n    \n"
+    async with opened(client, tmp_path / "busy.py", text) as uri:
+        proto = client.protocol
+        busy = asyncio.wrap_future(proto.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, 4, 4, invoked=True), msg_id="busy"))
+        quick = asyncio.ensure_future(client.text_document_inline_completion_async(
+            inline_params("file:///nowhere/z.py", 0, 0)))
+        done, _ = await asyncio.wait({busy, quick}, return_when=asyncio.FIRST_COMPLETED)
+        assert quick in done and busy not in done
+        assert isinstance(quick.exception(), JsonRpcException)
+        assert _items(await busy)
