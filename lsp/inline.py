@@ -2,7 +2,8 @@
 
 - Automatic triggers (the editor asks while you type) get one item, the greedy completion, as fast as possible.
 - Invoked triggers (the editor's "trigger inline suggestion") get several distinct alternatives to cycle through: the
-  greedy completion first, then samples (settings `suggestions`, `temperature`), duplicates dropped.
+  greedy completion first, then samples (settings `suggestions`, `temperature`), duplicates dropped; sampling stops
+  after three decoding time budgets.
 - `context.selectedCompletionInfo` (the item selected in the completion popup): the completion is computed as if
   that item was accepted, and every answer replaces the item's range and starts with its text, as the spec asks.
 - Each item's `range` is exactly what it replaces (usually the empty range at the cursor), in the negotiated encoding.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -54,8 +56,9 @@ def register(server: "CodefillLanguageServer") -> None:
                 # document's "last completion" that typing through is answered from); our cancel event stops them.
                 sample = replace(req, temperature=settings.temperature, top_p=0.95, use_cache=False, document_id=None)
                 seen = {first.text.rstrip()}
+                deadline = _sampling_deadline(settings, engine)
                 for seed in range(1, 2 * n + 1):
-                    if len(out) >= n or cancel.is_set():
+                    if len(out) >= n or cancel.is_set() or (deadline is not None and time.monotonic() > deadline):
                         break
                     c = engine.complete(replace(sample, seed=seed), cancel=cancel)
                     if c.stop_reason == "cancelled":
@@ -75,3 +78,12 @@ def register(server: "CodefillLanguageServer") -> None:
             start, end, text = edit
             items.append(types.InlineCompletionItem(insert_text=text, range=lsp_range(cur.doc, start, end, enc)))
         return types.InlineCompletionList(items=items)
+
+
+def _sampling_deadline(settings, engine) -> float | None:
+    """Alternatives stop being sampled after three decoding budgets (none when the budget is off): a person who asked
+    explicitly still gets an answer within a few seconds on a slow machine."""
+    budget = settings.time_budget_ms
+    if budget == -1.0:
+        budget = engine.config.decode.time_budget_ms
+    return None if budget is None else time.monotonic() + 3 * budget / 1000.0
