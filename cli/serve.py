@@ -21,12 +21,18 @@ def lsp(
     """
     from codefill.lsp import create_server
 
-    root = logging.getLogger()
     if log_file:
+        root = logging.getLogger()
+        for h in root.handlers:  # stderr stays as quiet as it was (editors often keep it in their own log)
+            if h.level == logging.NOTSET:
+                h.setLevel(root.level)
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
         root.addHandler(handler)
-        root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+        root.setLevel(min(root.level, logging.INFO))
+        if root.level > logging.DEBUG:
+            logging.getLogger("pygls").setLevel(logging.WARNING)  # at INFO it logs every message body
     overrides = {k: v for k, v in {"model": model, "threads": threads}.items() if v is not None}
     server = create_server(overrides)
     try:

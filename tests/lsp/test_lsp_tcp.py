@@ -19,9 +19,11 @@ def free_port() -> int:
 
 
 @pytest.mark.asyncio
-async def test_tcp_server_answers_inline_completions():
+async def test_tcp_server_answers_inline_completions(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "codefill", "lsp", "--tcp", f"127.0.0.1:{port}"],
+    log_file = tmp_path / "lsp.log"
+    proc = subprocess.Popen([sys.executable, "-m", "codefill", "lsp", "--tcp", f"127.0.0.1:{port}",
+                             "--log-file", str(log_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     client = LanguageClient("tcp-test", "0")
     try:
@@ -46,6 +48,8 @@ async def test_tcp_server_answers_inline_completions():
             text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(1, 11),
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
         assert res.items and res.items[0].insert_text
+        log = log_file.read_text(encoding="utf-8")
+        assert "loaded" in log and "Sending data" not in log  # our INFO lines, not pygls' message dumps
         await client.shutdown_async(None)
         client.exit(None)
         await client.stop()
