@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds per test program")
     ap.add_argument("--skip", type=int, default=0, help="skip the first N tasks of the sample (another shard)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -73,8 +74,9 @@ def main() -> None:
             for c in s.candidates:
                 filled = apply_completion(task.document, c.completion)
                 if filled not in results:
-                    hidden = run_program(program_for(problem, filled), 10.0)
-                    pub = run_program(doctest_program(filled), 10.0)
+                    hidden = run_program(program_for(problem, filled), args.timeout)
+                    # A candidate that loops in the hidden tests loops in its examples too: don't wait twice.
+                    pub = hidden if hidden.status == "timeout" else run_program(doctest_program(filled), args.timeout)
                     results[filled] = (hidden, pub)
                 hidden, pub = results[filled]
                 cands.append({

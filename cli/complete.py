@@ -23,6 +23,8 @@ def complete(
     ctx: int = typer.Option(None, "--ctx", help="Context size in tokens (default 4096)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
+    samples: int = typer.Option(1, "--samples", "-n", help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
+    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | cluster | syntax | first."),
 ) -> None:
     """Complete FILE at LINE:COL and print the completion.
 
@@ -35,17 +37,44 @@ def complete(
         col = len(lines[line].rstrip("\r")) if line < len(lines) else 0
     if mode not in ("auto", "line", "block"):
         raise typer.BadParameter("--mode must be auto, line or block")
-    engine = load_engine(model, threads=threads, ctx=ctx)
+    if samples < 1:
+        raise typer.BadParameter("--samples must be at least 1")
+    from codefill.engine.selection import METHODS
+
+    if select not in METHODS:
+        raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
+    engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None)
     budget = -1.0 if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
-    result = engine.complete(
-        CompletionRequest(
-            text=text, line=line, character=col, path=path, mode=mode, max_tokens=max_tokens,
-            time_budget_ms=budget, temperature=temperature, seed=seed,
-        )
+    req = CompletionRequest(
+        text=text, line=line, character=col, path=path, mode=mode, max_tokens=max_tokens,
+        time_budget_ms=budget, temperature=temperature, seed=seed,
     )
+    extra = None
+    if samples > 1:
+        from codefill.engine.sampling import sample
+        from codefill.engine.selection import mean_logprob, rank
+
+        s = sample(engine, req, samples)
+        ranked = rank(s.candidates, s.context, select)
+        result = ranked[0].completion
+        extra = {
+            "selected": ranked[0].index,
+            "select": select,
+            "candidates": [
+                {"index": c.index, "text": c.text, "greedy": c.greedy, "stop_reason": c.completion.stop_reason,
+                 "logprob_mean": round(mean_logprob(c), 4) if c.token_logprobs else None,
+                 "decoded_tokens": c.decoded_tokens}
+                for c in s.candidates
+            ],
+            "cost": s.timings.to_dict() | {"batches": s.batches, "candidates": len(s.candidates)},
+        }
+    else:
+        result = engine.complete(req)
     if as_json:
         out = result.to_dict()
         out["family"] = engine.family
+        if extra is not None:
+            out.update(extra)
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(result.text + ("\n" if result.text else ""))

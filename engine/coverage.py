@@ -1,0 +1,192 @@
+"""Coverage study (Large Language Monkeys): coverage@k, a fit of coverage ≈ exp(a·k^b), and a PNG plot of both.
+
+coverage@k is the fraction of tasks solved by at least one of k samples, estimated without bias from n ≥ k samples
+per task (the pass@k estimator). The fit: log(coverage) = a·k^b with a < 0, b < 0, i.e. log(-log c) = log(-a) + b·log k,
+a straight line in log-log space fitted by least squares, then refined by a few Gauss-Newton steps on c itself.
+
+The plot is drawn with numpy and written as a PNG with zlib (no matplotlib needed): measured points as squares, the
+fit as a line, log-scaled k axis with tick labels in a tiny built-in bitmap font.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    try:
+        from .evaluation.metrics import pass_at_k as _p
+    except ImportError:  # pragma: no cover - the evaluation harness is part of codefill
+        _p = None
+    if _p is not None:
+        return _p(n, c, k)
+    if n - c < k:
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def coverage_at_k(counts: Sequence[tuple[int, int]], ks: Sequence[int]) -> dict[int, float]:
+    """counts: (n samples, c correct) per task → {k: mean pass@k} for each k ≤ min n."""
+    n_min = min(n for n, _ in counts)
+    return {k: float(np.mean([pass_at_k(n, c, k) for n, c in counts])) for k in ks if k <= n_min}
+
+
+def fit_exp_power(ks: Sequence[float], cov: Sequence[float]) -> tuple[float, float]:
+    """(a, b) of coverage ≈ exp(a·k^b). Points with coverage 0 or 1 carry no information in log(-log c) and are
+    skipped in the initial fit."""
+    k = np.asarray(ks, dtype=np.float64)
+    c = np.asarray(cov, dtype=np.float64)
+    ok = (c > 0) & (c < 1)
+    if ok.sum() < 2:
+        raise ValueError("need at least two coverage values strictly between 0 and 1 to fit")
+    x, y = np.log(k[ok]), np.log(-np.log(c[ok]))
+    b, loga = np.polyfit(x, y, 1)
+    a = -math.exp(loga)
+    # Gauss-Newton on the coverage values themselves (the log-log fit over-weights small coverages).
+    for _ in range(20):
+        kb = k ** b
+        pred = np.exp(a * kb)
+        r = c - pred
+        J = np.stack([pred * kb, pred * a * kb * np.log(k)], axis=1)
+        try:
+            step, *_ = np.linalg.lstsq(J, r, rcond=None)
+        except np.linalg.LinAlgError:
+            break
+        a_new, b_new = a + step[0], b + step[1]
+        if not (a_new < 0 and np.isfinite(a_new) and np.isfinite(b_new)):
+            break
+        a, b = float(a_new), float(b_new)
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(a), float(b)
+
+
+def predict(a: float, b: float, k) -> np.ndarray:
+    return np.exp(a * np.asarray(k, dtype=np.float64) ** b)
+
+
+# ---------------------------------------------------------------------------------------------- PNG without matplotlib
+
+_FONT = {  # 3x5 glyphs, rows top to bottom, 3 bits each
+    "0": (7, 5, 5, 5, 7), "1": (2, 6, 2, 2, 7), "2": (7, 1, 7, 4, 7), "3": (7, 1, 7, 1, 7), "4": (5, 5, 7, 1, 1),
+    "5": (7, 4, 7, 1, 7), "6": (7, 4, 7, 5, 7), "7": (7, 1, 1, 1, 1), "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7),
+    ".": (0, 0, 0, 0, 2), "%": (5, 1, 2, 4, 5), "k": (4, 5, 6, 5, 5), "=": (0, 7, 0, 7, 0), " ": (0, 0, 0, 0, 0),
+}
+
+
+def write_png(path: str, rgb: np.ndarray) -> None:
+    """Write an (h, w, 3) uint8 image as a PNG."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n")
+        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)))
+        fh.write(chunk(b"IDAT", zlib.compress(raw, 9)))
+        fh.write(chunk(b"IEND", b""))
+
+
+def _text(img: np.ndarray, x: int, y: int, s: str, color, scale: int = 2) -> None:
+    for ch in s:
+        rows = _FONT.get(ch, _FONT[" "])
+        for r, bits in enumerate(rows):
+            for col in range(3):
+                if bits >> (2 - col) & 1:
+                    img[y + r * scale : y + (r + 1) * scale, x + col * scale : x + (col + 1) * scale] = color
+        x += 4 * scale
+
+
+def _line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color, width: int = 2) -> None:
+    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+    h, w, _ = img.shape
+    for t in np.linspace(0, 1, n):
+        x, y = int(round(x0 + (x1 - x0) * t)), int(round(y0 + (y1 - y0) * t))
+        img[max(0, y - width // 2) : min(h, y + width - width // 2), max(0, x - width // 2) : min(w, x + width - width // 2)] = color
+
+
+def plot_coverage(path: str, ks: Sequence[int], cov: Sequence[float], fit: tuple[float, float] | None = None,
+                  width: int = 640, height: int = 400) -> None:
+    """coverage@k (squares) and the fitted exp(a·k^b) (line) against log2 k; y from 0 to 100%."""
+    try:  # a real plot when matplotlib is there
+        import matplotlib  # type: ignore
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore
+
+        fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
+        ax.plot(ks, [100 * c for c in cov], "s", label="coverage@k (measured)")
+        if fit is not None:
+            kk = np.geomspace(min(ks), max(ks) * 2, 100)
+            ax.plot(kk, 100 * predict(*fit, kk), "-", label=f"exp({fit[0]:.3f}·k^{fit[1]:.3f})")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k (samples)")
+        ax.set_ylabel("coverage (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return
+    except ImportError:
+        pass
+    img = np.full((height, width, 3), 255, dtype=np.uint8)
+    left, right, top, bottom = 60, 20, 20, 40
+    pw, ph = width - left - right, height - top - bottom
+    kmax = max(ks) * 2 if fit is not None else max(ks)
+    lx0, lx1 = math.log2(min(ks)), math.log2(kmax)
+
+    def X(k):
+        return left + (math.log2(k) - lx0) / max(lx1 - lx0, 1e-9) * pw
+
+    def Y(c):
+        return top + (1 - c) * ph
+
+    grey, black, blue, red = (220, 220, 220), (0, 0, 0), (31, 119, 180), (214, 39, 40)
+    for c in (0.0, 0.25, 0.5, 0.75, 1.0):
+        _line(img, left, Y(c), left + pw, Y(c), grey, 1)
+        _text(img, 8, int(Y(c)) - 5, f"{int(c * 100)}%", black)
+    k = 1
+    while k <= kmax:
+        if k >= min(ks):
+            _line(img, X(k), top, X(k), top + ph, grey, 1)
+            _text(img, int(X(k)) - 4, top + ph + 8, str(k), black)
+        k *= 2
+    _line(img, left, top, left, top + ph, black, 1)
+    _line(img, left, top + ph, left + pw, top + ph, black, 1)
+    if fit is not None:
+        kk = np.geomspace(min(ks), kmax, 200)
+        yy = predict(*fit, kk)
+        for i in range(len(kk) - 1):
+            _line(img, X(kk[i]), Y(yy[i]), X(kk[i + 1]), Y(yy[i + 1]), red, 2)
+    for k, c in zip(ks, cov):
+        x, y = int(X(k)), int(Y(c))
+        img[max(0, y - 4) : y + 5, max(0, x - 4) : x + 5] = blue
+    write_png(path, img)
+
+
+def coverage_study(counts: Sequence[tuple[int, int]], ks: Sequence[int], png: str | None = None) -> dict:
+    """coverage@k for ks, the exp(a·k^b) fit and (optionally) its plot: what `codefill eval … --coverage` prints."""
+    cov = coverage_at_k(counts, ks)
+    kk = sorted(cov)
+    out: dict = {"coverage": {str(k): round(cov[k], 4) for k in kk}, "tasks": len(counts)}
+    try:
+        a, b = fit_exp_power(kk, [cov[k] for k in kk])
+        out["fit"] = {"a": round(a, 4), "b": round(b, 4),
+                      "predicted": {str(k): round(float(predict(a, b, k)), 4) for k in kk + [2 * kk[-1], 4 * kk[-1]]}}
+        fit = (a, b)
+    except ValueError as exc:
+        out["fit"] = {"error": str(exc)}
+        fit = None
+    if png:
+        plot_coverage(png, kk, [cov[k] for k in kk], fit)
+        out["plot"] = png
+    return out
