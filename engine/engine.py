@@ -247,7 +247,8 @@ class Engine:
             self._cache.put(key, (gen.text, gen.stop_reason, tuple(gen.token_logprobs)))
         if gen.stop_reason == "cancelled":  # stale: nobody wants half of it
             return self._finish(ctx, "", "cancelled", (), timings)
-        self._remember(req, ctx, gen.text, tuple(gen.token_logprobs))
+        if req.temperature <= 0:  # a sample the user may never see must not answer their typing later
+            self._remember(req, ctx, gen.text, tuple(gen.token_logprobs))
         return self._finish(ctx, gen.text, gen.stop_reason, gen.token_logprobs, timings)
 
     def forget(self, document_id: str) -> None:

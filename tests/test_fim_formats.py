@@ -31,10 +31,12 @@ def load(family, tiny_dir, keys=True):
     return _loaded[key]
 
 
-def build(rt, *, spm=None, path=PATH, snippets=(), doc=DOC, line=LINE, col=COL, budget=None):
+def build(rt, *, spm=None, path=PATH, snippets=(), doc=DOC, line=LINE, col=COL, budget=None, heal=False):
+    """Prompt tokens; with `heal`, also the healed text (see test_token_healing for what healing does)."""
     fmt = resolve_format(rt, spm=spm)
     ctx = build_context(doc, line, col, path=path, snippets=snippets)
-    return list(PromptBuilder(rt, fmt, budget or BudgetConfig()).build(ctx).tokens)
+    prompt = PromptBuilder(rt, fmt, budget or BudgetConfig(), heal=heal).build(ctx)
+    return (list(prompt.tokens), prompt.heal) if heal else list(prompt.tokens)
 
 
 @pytest.mark.parametrize("keys", [True, False], ids=["fim-keys", "token-texts"])
@@ -174,3 +176,23 @@ def test_snippets_respect_their_budget(tiny_dir):
     plain = PromptBuilder(rt, fmt, budget).build(build_context(DOC, LINE, COL, path=PATH))
     assert p.n_snippets >= 1
     assert len(p.tokens) - len(plain.tokens) <= 120 + 2
+
+
+@pytest.mark.parametrize("family,spm", [("smollm", None), ("starcoder2", True), ("codellama", True), ("codestral", None)])
+def test_token_healing_leaves_out_the_last_prefix_token(tiny_dir, family, spm):
+    """Where the prompt ends with the prefix, its last token (here the space after `return`) is left out and the
+    completion must start with it; formats that end with the middle token are untouched."""
+    _v, rt = load(family, tiny_dir)
+    full = build(rt, spm=spm, path=None)
+    healed, heal = build(rt, spm=spm, path=None, heal=True)
+    assert heal == " "
+    assert healed == full[:-1]
+
+
+def test_token_healing_only_for_whitespace_and_words(tiny_dir):
+    _v, rt = load("smollm", tiny_dir)
+    assert build(rt, doc="x = foo(", line=0, col=8, heal=True)[1] == ""  # punctuation: left alone
+    assert build(rt, doc="    ", line=0, col=4, heal=True)[1] == " "  # indentation (one byte per token here)
+    assert build(rt, doc="ab", line=0, col=2, heal=True)[1] == "b"  # a word being typed
+    _v, rt = load("qwen", tiny_dir)
+    assert build(rt, heal=True)[1] == ""  # PSM ends with the middle token: nothing to heal
