@@ -382,6 +382,12 @@ class AdaptiveResult:
     decode_tokens: int  # tokens decoded in all
     timings: Timings
     sample_set: SampleSet | None = None
+    chosen_probability: float | None = None  # gate probability of the chosen candidate
+
+    def should_show(self, threshold: float) -> bool:
+        """The language server's test: hide the suggestion when the gate judges it likely wrong."""
+        p = self.probability if self.chosen_probability is None else self.chosen_probability
+        return bool(self.completion.text.strip()) and p >= threshold
 
 
 def adaptive_complete(
@@ -405,7 +411,7 @@ def adaptive_complete(
     p = gate.score(first, first_set.context)
     k = policy.samples_for(p)
     if k == 0 or first.completion.stop_reason == "cancelled" or (cancel is not None and cancel.is_set()):
-        return AdaptiveResult(first.completion, p, first, first, 1, first.decoded_tokens, first_set.timings, first_set)
+        return AdaptiveResult(first.completion, p, first, first, 1, first.decoded_tokens, first_set.timings, first_set, p)
     budget = max(policy.min_tokens, int(math.ceil(policy.token_factor * max(1, first.decoded_tokens))))
     budget = min(budget, engine._max_tokens(req, first_set.context.mode))
     more = sample(engine, req, k, include_greedy=False, max_tokens=budget, cancel=cancel)
@@ -421,4 +427,5 @@ def adaptive_complete(
         total_ms=first_set.timings.total_ms + more.timings.total_ms,
     )
     merged = SampleSet(pool, first_set.context, req, t, first_set.batches + more.batches)
-    return AdaptiveResult(chosen.completion, p, chosen, first, 1 + k, t.decode_tokens, t, merged)
+    pc = p if chosen is first else gate.score(chosen, first_set.context)
+    return AdaptiveResult(chosen.completion, p, chosen, first, 1 + k, t.decode_tokens, t, merged, pc)

@@ -100,3 +100,14 @@ def test_adaptive_spends_samples_only_when_unsure(eng):
     unsure = adaptive_complete(eng, req(), gate=FixedGate(0.1), policy=AdaptivePolicy(confident=0.5, unsure=0.3, few=2, many=3))
     assert unsure.n_samples == 4 and len(unsure.sample_set.candidates) == 4
     assert unsure.decode_tokens > sure.decode_tokens
+
+
+def test_adaptive_with_the_shipped_gate(eng):
+    from codefill.engine.gate import Gate
+
+    gate = Gate.load()
+    r = adaptive_complete(eng, req(), gate=gate)
+    assert 0.0 <= r.probability <= 1.0
+    assert r.probability == pytest.approx(gate.score(r.first, r.sample_set.context))
+    assert r.should_show(0.0) == bool(r.completion.text.strip())
+    assert not r.should_show(1.01)
