@@ -235,6 +235,11 @@ def sample(
     stop_ids = engine.format.stop_ids
     rt = engine.runtime
     n_seq = _ensure_sequences(engine, n)
+    ticket = engine._ticket(req.document_id)  # a newer request for the same document stops this one, as in complete
+
+    def cancelled() -> bool:
+        return (cancel is not None and cancel.is_set()) or engine._superseded(ticket)
+
     streams_all: list[_Stream] = []
     seeds: list[int] = []
     batches = 0
@@ -267,7 +272,7 @@ def sample(
                 logits = {s.seq: first_logits for s in streams}
                 active = list(streams)
                 for _step in range(limit):
-                    if cancel is not None and cancel.is_set():
+                    if cancelled():
                         for s in active:
                             s.finish("cancelled")
                         active = []
@@ -429,3 +434,22 @@ def adaptive_complete(
     merged = SampleSet(pool, first_set.context, req, t, first_set.batches + more.batches)
     pc = p if chosen is first else gate.score(chosen, first_set.context)
     return AdaptiveResult(chosen.completion, p, chosen, first, 1 + k, t.decode_tokens, t, merged, pc)
+
+
+# ---------------------------------------------------------------------------------------------- Engine.complete_many
+
+
+def sample_many(engine, req: CompletionRequest, n: int, cancel: threading.Event | None = None) -> list[Completion]:
+    """`n` completions for `req` from one prompt evaluation: the body of `Engine.complete_many`.
+
+    Same contract as the naive loop it replaces: every completion samples at the request's temperature/top-p with
+    its own seed (req.seed + i). At temperature 0 all n would be the same greedy answer, so it is decoded once and
+    repeated. Each completion's timings count the prompt once (on the first) and its own decoded tokens.
+    """
+    if n < 1:
+        return []
+    if req.temperature <= 0:
+        first = sample(engine, req, 1, include_greedy=True, cancel=cancel).candidates[0].completion
+        return [first] * n
+    s = sample(engine, req, n, temperature=req.temperature, top_p=req.top_p, include_greedy=False, cancel=cancel)
+    return [c.completion for c in s.candidates]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 METHODS = ("first", "logprob", "cluster", "syntax", "auto")
+ALIASES = {"agreement": "cluster"}  # the issue's name for the cluster selector
 
 
 @dataclass(frozen=True)
@@ -139,8 +140,9 @@ def clusters(candidates: Sequence, language: str | None = "python") -> list[list
 
 def rank(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeights = DEFAULT_WEIGHTS) -> list:
     """Candidates best first according to `method` (one of METHODS). Stable: ties keep the original order."""
+    method = ALIASES.get(method, method)
     if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r} (one of {', '.join(METHODS)})")
+        raise ValueError(f"unknown selection method {method!r} (one of {', '.join(METHODS + tuple(ALIASES))})")
     cands = list(candidates)
     if not cands:
         return []
@@ -196,6 +198,27 @@ def select(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWe
     if not ranked:
         raise ValueError("no candidates to select from")
     return ranked[0]
+
+
+def select_best(candidates: Sequence, ctx, method: str = "auto"):
+    """The selection entry point: the best of `candidates` (engine.sampling.Candidate or alike) for `ctx` by
+    `method` — auto | logprob | agreement (= cluster) | syntax | first."""
+    return select(candidates, ctx, method)
+
+
+def complete_selected(engine, req, n: int, method: str = "auto"):
+    """`n` candidates from one shared prompt evaluation (the greedy one plus n-1 sampled at the request's
+    temperature, 0.8 when it is greedy), and the best of them: `(best Completion, candidates)`.
+
+    The candidates keep their decode-pass signals (log-probabilities, entropies) and `candidates[i].index`; the
+    shared cost is in each candidate's timings (prompt counted on the first only)."""
+    from .sampling import sample
+
+    if n <= 1:
+        s = sample(engine, req, 1)
+        return s.candidates[0].completion, list(s.candidates)
+    s = sample(engine, req, n)
+    return select_best(s.candidates, s.context, method).completion, list(s.candidates)
 
 
 def distinct(candidates: Iterable, language: str | None = "python") -> list:

@@ -1,0 +1,53 @@
+"""sample_many (the body of Engine.complete_many) and the selection entry points, with the real embedded model."""
+
+import pytest
+
+from codefill.engine import CompletionRequest, Engine, EngineConfig, build_context
+from codefill.engine.sampling import sample, sample_many
+from codefill.engine.selection import complete_selected, rank, select_best
+
+SRC = (
+    "def fahrenheit(celsius):\n"
+    "    \"\"\"Convert degrees Celsius to Fahrenheit.\"\"\"\n"
+    "    return \n"
+)
+
+
+@pytest.fixture(scope="module")
+def eng():
+    e = Engine.load(EngineConfig(n_seq=4, n_threads=1))
+    yield e
+    e.close()
+
+
+def req(**kw):
+    base = dict(text=SRC, line=2, character=11, path="temps.py", mode="line", max_tokens=12, time_budget_ms=None,
+                use_cache=False, temperature=0.9, top_p=0.95, seed=5)
+    base.update(kw)
+    return CompletionRequest(**base)
+
+
+def test_sample_many_evaluates_the_prompt_once_and_keeps_the_seed_contract(eng):
+    eng.runtime.truncate(0, 0)
+    out = sample_many(eng, req(), 4)
+    assert len(out) == 4
+    n_prompt = out[0].timings.prompt_tokens
+    assert [c.timings.prompt_evaluated for c in out] == [n_prompt, 0, 0, 0]
+    # Candidate i is the one sampled with seed req.seed + i: the same as sampling it alone with that seed.
+    alone = sample(eng, req(seed=7), 1, temperature=0.9, top_p=0.95, include_greedy=False).candidates[0]
+    assert out[2].text == alone.text
+    assert all(c.mode == "line" for c in out)
+
+
+def test_sample_many_at_temperature_zero_is_the_greedy_answer_n_times(eng):
+    out = sample_many(eng, req(temperature=0.0), 3)
+    greedy = eng.complete(req(temperature=0.0))
+    assert [c.text for c in out] == [greedy.text] * 3
+
+
+def test_complete_selected_returns_the_selected_candidate(eng):
+    best, cands = complete_selected(eng, req(temperature=0.0), 4, "auto")
+    assert len(cands) == 4 and cands[0].greedy
+    assert best is select_best(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "auto").completion
+    by_agreement = select_best(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "agreement")
+    assert by_agreement is rank(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "cluster")[0]
