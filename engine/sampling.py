@@ -74,13 +74,15 @@ def pick_with_entropy(
 
     `allowed` restricts the choice (token healing); log-probability and entropy stay the full distribution's.
     """
-    x = logits.astype(np.float64, copy=False)
+    # float32 element-wise work with float64 sums: exp over the vocabulary is ~10x cheaper than in float64, and
+    # np.dot is avoided (a float64 BLAS dot can cost milliseconds when the cores are busy).
+    x = np.asarray(logits, dtype=np.float32)
     m = float(np.max(x))
-    e = np.exp(x - m)
-    s = float(e.sum())
+    e = np.exp(x - np.float32(m))
+    s = float(e.sum(dtype=np.float64))
     logz = m + math.log(s)
     # H = logZ - E_p[x]
-    entropy = logz - float(np.dot(e, x)) / s
+    entropy = logz - float(np.multiply(e, x).sum(dtype=np.float64)) / s
     if allowed is not None:
         xa = np.full_like(x, -np.inf)
         xa[allowed] = x[allowed]
@@ -129,7 +131,7 @@ def _nucleus(sampler: Sampler, x: np.ndarray, m: float) -> int:
 
 def _sample(sampler: Sampler, x: np.ndarray) -> int:
     m = float(np.max(x))
-    p = np.exp((x - m) / sampler.temperature)
+    p = np.exp((x.astype(np.float64) - m) / sampler.temperature)
     p /= p.sum()
     return int(sampler.rng.choice(len(p), p=p))
 
