@@ -190,3 +190,57 @@ def coverage_study(counts: Sequence[tuple[int, int]], ks: Sequence[int], png: st
         plot_coverage(png, kk, [cov[k] for k in kk], fit)
         out["plot"] = png
     return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI helpers
+
+
+def parse_ks(spec: str) -> list[int]:
+    """'1,2,4,…,64' (or '1,2,4,...,64', or '64' alone = powers of two up to 64) → sorted distinct positive ks."""
+    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+    if not parts:
+        raise ValueError("no sample counts given")
+    ks: set[int] = set()
+    ellipsis = any(p in ("…", "...") for p in parts)
+    nums = [p for p in parts if p not in ("…", "...")]
+    try:
+        vals = [int(p) for p in nums]
+    except ValueError:
+        raise ValueError(f"sample counts must be integers: {spec!r}") from None
+    if any(v < 1 for v in vals):
+        raise ValueError("sample counts must be at least 1")
+    ks.update(vals)
+    if ellipsis or len(vals) == 1:
+        k = 1
+        while k < max(vals):
+            ks.add(k)
+            k *= 2
+    return sorted(ks)
+
+
+def study_from_records(records, ks: Sequence[int], png: str | None = None) -> dict:
+    """coverage_study over evaluation-harness records (runner.TaskRecord: .samples with .passed)."""
+    counts = [(len(r.samples), sum(1 for s in r.samples if s.passed)) for r in records if r.samples]
+    if not counts:
+        raise ValueError("no evaluated samples")
+    return coverage_study(counts, ks, png)
+
+
+def format_study(study: dict) -> str:
+    """The lines `codefill eval … --coverage` prints."""
+    lines = [f"coverage@k over {study['tasks']} tasks:"]
+    fit = study.get("fit", {})
+    pred = fit.get("predicted", {})
+    for k, c in study["coverage"].items():
+        p = f"   fit {100 * pred[k]:5.1f}%" if k in pred else ""
+        lines.append(f"  k={int(k):<4} {100 * c:5.1f}%{p}")
+    if "a" in fit:
+        lines.append(f"fit: coverage ≈ exp({fit['a']}·k^{fit['b']})")
+        extra = [k for k in pred if k not in study["coverage"]]
+        if extra:
+            lines.append("  extrapolated: " + ", ".join(f"k={k}: {100 * pred[k]:.1f}%" for k in extra))
+    else:
+        lines.append(f"fit: none ({fit.get('error', 'not enough points')})")
+    if study.get("plot"):
+        lines.append(f"plot: {study['plot']}")
+    return "\n".join(lines)
