@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=5.0, help="seconds per test program")
+    ap.add_argument("--timeout", type=float, default=3.0, help="seconds per test program")
     ap.add_argument("--skip", type=int, default=0, help="skip the first N tasks of the sample (another shard)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -62,44 +62,59 @@ def main() -> None:
     n = 1 + args.samples
     engine = Engine.load(EngineConfig(n_seq=n, n_threads=args.threads))
     t_all = time.perf_counter()
-    with open(args.out, "a") as out:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(problem, filled):
+        hidden = run_program(program_for(problem, filled), args.timeout)
+        # A candidate that loops in the hidden tests loops in its examples too: don't wait twice.
+        pub = hidden if hidden.status == "timeout" else run_program(doctest_program(filled), args.timeout)
+        return hidden, pub
+
+    def finalize(out, k, task, s, futures, filled_of):
+        cands = []
+        for c, filled in zip(s.candidates, filled_of):
+            hidden, pub = futures[filled].result()
+            cands.append({
+                "text": c.text, "greedy": c.greedy, "seed": c.seed, "stop_reason": c.completion.stop_reason,
+                "mode": c.completion.mode, "token_logprobs": [round(x, 5) for x in c.token_logprobs],
+                "entropies": [round(x, 5) for x in c.entropies], "decoded_tokens": c.decoded_tokens,
+                "syntax_ok": syntax_ok(s.context, c.text), "norm": normalize(c.text, "python"),
+                "passed": hidden.passed, "status": hidden.status,
+                "public": {0: "passed", 3: "none"}.get(pub.returncode, "failed" if pub.status != "timeout" else "timeout"),
+                "public_output": pub.output[-600:] if pub.returncode not in (0, 3) else "",
+            })
+        rec = {
+            "task_id": task.task_id, "problem_id": task.problem_id, "target": task.target,
+            "line_prefix": s.context.line_prefix, "mode": s.context.mode,
+            "timings": s.timings.to_dict(), "batches": s.batches, "candidates": cands,
+        }
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+        g = cands[0]
+        print(f"[{k + 1}/{len(tasks)}] {task.task_id} greedy={'P' if g['passed'] else '-'} "
+              f"any={sum(c['passed'] for c in cands)}/{n} decode={s.timings.decode_ms / 1000:.1f}s "
+              f"prompt={s.timings.prompt_ms / 1000:.1f}s elapsed={time.perf_counter() - t_all:.0f}s",
+              file=sys.stderr, flush=True)
+
+    # Test programs of one task run while the model decodes the next.
+    with open(args.out, "a") as out, ThreadPoolExecutor(max_workers=2) as ex:
+        pending = None
         for k, task in enumerate(tasks):
             if task.task_id in done:
                 continue
             req = request_for(task, completion_mode=args.mode, seed=args.seed)
             s = sample(engine, req, n, temperature=args.temperature, top_p=args.top_p)
+            if pending is not None:
+                finalize(out, *pending)
             problem = problem_by_id(task.problem_id)
-            results: dict[str, tuple] = {}
-            cands = []
-            for c in s.candidates:
-                filled = apply_completion(task.document, c.completion)
-                if filled not in results:
-                    hidden = run_program(program_for(problem, filled), args.timeout)
-                    # A candidate that loops in the hidden tests loops in its examples too: don't wait twice.
-                    pub = hidden if hidden.status == "timeout" else run_program(doctest_program(filled), args.timeout)
-                    results[filled] = (hidden, pub)
-                hidden, pub = results[filled]
-                cands.append({
-                    "text": c.text, "greedy": c.greedy, "seed": c.seed, "stop_reason": c.completion.stop_reason,
-                    "mode": c.completion.mode, "token_logprobs": [round(x, 5) for x in c.token_logprobs],
-                    "entropies": [round(x, 5) for x in c.entropies], "decoded_tokens": c.decoded_tokens,
-                    "syntax_ok": syntax_ok(s.context, c.text), "norm": normalize(c.text, "python"),
-                    "passed": hidden.passed, "status": hidden.status,
-                    "public": {0: "passed", 3: "none"}.get(pub.returncode, "failed" if pub.status != "timeout" else "timeout"),
-                    "public_output": pub.output[-600:] if pub.returncode not in (0, 3) else "",
-                })
-            rec = {
-                "task_id": task.task_id, "problem_id": task.problem_id, "target": task.target,
-                "line_prefix": s.context.line_prefix, "mode": s.context.mode,
-                "timings": s.timings.to_dict(), "batches": s.batches, "candidates": cands,
-            }
-            out.write(json.dumps(rec) + "\n")
-            out.flush()
-            g = cands[0]
-            print(f"[{k + 1}/{len(tasks)}] {task.task_id} greedy={'P' if g['passed'] else '-'} "
-                  f"any={sum(c['passed'] for c in cands)}/{n} decode={s.timings.decode_ms / 1000:.1f}s "
-                  f"prompt={s.timings.prompt_ms / 1000:.1f}s elapsed={time.perf_counter() - t_all:.0f}s",
-                  file=sys.stderr, flush=True)
+            filled_of = [apply_completion(task.document, c.completion) for c in s.candidates]
+            futures = {}
+            for filled in filled_of:
+                if filled not in futures:
+                    futures[filled] = ex.submit(check, problem, filled)
+            pending = (k, task, s, futures, filled_of)
+        if pending is not None:
+            finalize(out, *pending)
 
 
 if __name__ == "__main__":
