@@ -152,7 +152,7 @@ def fill(
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per run of the command."),
     budget: float = typer.Option(600.0, "--budget", help="Seconds for the whole search."),
     write: bool = typer.Option(False, "--write", help="Write the passing fill to FILE."),
-    select: str = typer.Option("auto", "--select", help="Order of trying: auto | logprob | cluster | syntax | first."),
+    select: str = typer.Option("auto", "--select", help="Order of trying: auto | logprob | agreement (= cluster) | syntax | first."),
     feedback: bool = typer.Option(True, "--feedback/--no-feedback", help="Show failing output to later rounds."),
     mode: str = typer.Option("auto", help="auto | line | block"),
     max_tokens: int = typer.Option(None, "--max-tokens"),
@@ -165,10 +165,10 @@ def fill(
 
     Example: codefill fill src/app.py:42 --until "pytest -q tests/test_app.py" --write
     """
-    from codefill.engine.selection import METHODS, rank, search_with_tests
+    from codefill.engine.selection import ALIASES, METHODS, rank, search_with_tests
 
-    if select not in METHODS:
-        raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
+    if select not in METHODS and select not in ALIASES:
+        raise typer.BadParameter(f"--select must be one of {', '.join(METHODS + tuple(ALIASES))}")
     if samples < 1:
         raise typer.BadParameter("--samples must be at least 1")
     path, line, col = parse_location(location)
