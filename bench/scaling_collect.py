@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-seq", type=int, default=None, help="sequences (more candidates are decoded in waves)")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per test program")
     ap.add_argument("--skip", type=int, default=0, help="skip the first N tasks of the sample (another shard)")
     ap.add_argument("--out", required=True)
@@ -60,7 +61,7 @@ def main() -> None:
             done = {json.loads(line)["task_id"] for line in fh if line.strip()}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     n = 1 + args.samples
-    engine = Engine.load(EngineConfig(n_seq=n, n_threads=args.threads))
+    engine = Engine.load(EngineConfig(n_seq=args.n_seq or n, n_threads=args.threads))
     t_all = time.perf_counter()
     from concurrent.futures import ThreadPoolExecutor
 

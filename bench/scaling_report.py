@@ -187,7 +187,8 @@ def main():
     # ---- adaptive compute
     print("\nadaptive compute (gate probability of the greedy answer → extra samples; auto selection):")
     adapt = {}
-    for conf, uns, few, many in ((0.5, 0.25, 3, 7), (0.4, 0.2, 3, 7), (0.3, 0.15, 3, 15), (0.6, 0.3, 7, 15)):
+    for conf, uns, few, many in ((0.5, 0.25, 3, 7), (0.4, 0.2, 7, 7), (0.3, 0.15, 7, 15), (0.2, 0.1, 7, 15),
+                                 (0.5, 0.3, 7, 15), (0.6, 0.3, 7, 15)):
         pol = AdaptivePolicy(confident=conf, unsure=uns, few=few, many=many)
         acc, toks, nsamp = [], [], []
         for t in tasks:

@@ -366,10 +366,12 @@ class AdaptivePolicy:
     same question and a much longer answer is rarely the right one.
     """
 
-    confident: float = 0.5
-    unsure: float = 0.25
-    few: int = 4
-    many: int = 8
+    # Defaults from the HumanEval single-line pool (bench/scaling_report.py): keep the greedy answer when the gate
+    # gives it ≥ 0.4, else 7 more samples (8 in all).
+    confident: float = 0.4
+    unsure: float = 0.2
+    few: int = 7
+    many: int = 7
     token_factor: float = 2.0
     min_tokens: int = 16
 
