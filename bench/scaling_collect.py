@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-seq", type=int, default=None, help="sequences (more candidates are decoded in waves)")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per test program")
+    ap.add_argument("--max-tasks", type=int, default=None, help="only this many tasks (after --skip)")
     ap.add_argument("--skip", type=int, default=0, help="skip the first N tasks of the sample (another shard)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -55,6 +56,8 @@ def main() -> None:
     from codefill.engine.selection import normalize, syntax_ok
 
     tasks = sample_tasks(build_tasks("single-line", args.seed), args.limit, args.seed)[args.skip :]
+    if args.max_tasks is not None:
+        tasks = tasks[: args.max_tasks]
     done = set()
     if os.path.exists(args.out):
         with open(args.out) as fh:

@@ -24,7 +24,7 @@ def complete(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", "-n", help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
-    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | cluster | syntax | first."),
+    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | agreement (cluster) | syntax | first."),
 ) -> None:
     """Complete FILE at LINE:COL and print the completion.
 
@@ -39,12 +39,14 @@ def complete(
         raise typer.BadParameter("--mode must be auto, line or block")
     if samples < 1:
         raise typer.BadParameter("--samples must be at least 1")
-    from codefill.engine.selection import METHODS
+    from codefill.engine.selection import ALIASES, METHODS
 
-    if select not in METHODS:
+    if select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
     engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None)
     budget = -1.0 if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
+    if samples > 1 and time_budget_ms is None:
+        budget = None  # the default budget is one completion's; several candidates decode together
     req = CompletionRequest(
         text=text, line=line, character=col, path=path, mode=mode, max_tokens=max_tokens,
         time_budget_ms=budget, temperature=temperature, seed=seed,
