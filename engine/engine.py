@@ -281,9 +281,11 @@ class Engine:
         ms = (time.perf_counter() - t0) * 1000
         return Timings(len(tokens), reused, evaluated, ms, 0, 0.0, ms)
 
-    def complete_many(self, req: CompletionRequest, n: int) -> list[Completion]:
-        """`n` samples for `req` (use temperature > 0). Each sample has its own seed (req.seed + i)."""
-        return [self.complete(replace(req, seed=req.seed + i, use_cache=False)) for i in range(n)]
+    def complete_many(self, req: CompletionRequest, n: int, cancel: threading.Event | None = None) -> list[Completion]:
+        """`n` samples for `req` (use temperature > 0), seeds req.seed + i, from one shared prompt evaluation."""
+        from .sampling import sample_many
+
+        return sample_many(self, req, n, cancel=cancel)
 
 
 def apply_completion(text: str, completion: Completion) -> str:
