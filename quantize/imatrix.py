@@ -87,8 +87,9 @@ class ImportanceMatrix:
 
 
 class _Collector:
-    def __init__(self, imatrix: ImportanceMatrix):
+    def __init__(self, imatrix: ImportanceMatrix, process_output: bool = False):
         self.im = imatrix
+        self.process_output = process_output
         self.L = ggml.lib()
         ops = ggml.op_ids()
         self.ops = {ops["MUL_MAT"], ops.get("MUL_MAT_ID", -1)}
@@ -111,7 +112,9 @@ class _Collector:
             return None
         w = t.src[0].contents
         name = w.name.decode(errors="replace")
-        if not name.startswith("blk."):
+        if not name.startswith("blk.") and not (
+            self.process_output and name in ("output.weight", "token_embd.weight")
+        ):
             return None
         x = t.src[1].contents
         if x.type != self.f32 or x.ne[1] < 16 and t.op == min(self.ops):
@@ -148,14 +151,19 @@ def collect(
     max_chunks: int | None = 60,
     n_threads: int | None = None,
     dataset_name: str = "calibration",
+    process_output: bool = True,
     progress: Callable[[float], None] | None = None,
 ) -> ImportanceMatrix:
-    """Run calibration text through the model and gather the importance matrix (llama-imatrix -c n_ctx --chunks N)."""
+    """Run calibration text through the model and gather the importance matrix (llama-imatrix -c n_ctx --chunks N).
+
+    `process_output` also records the output projection (`output.weight`, or `token_embd.weight` when the embedding
+    is tied), like `llama-imatrix --process-output`; the mixed recipe uses it for the embedding's quantization.
+    """
     from .llm import EvalModel
 
     ggml.check_tensor_layout()
     im = ImportanceMatrix(chunk_size=n_ctx, datasets=[dataset_name])
-    col = _Collector(im)
+    col = _Collector(im, process_output)
     with EvalModel(model_path, n_ctx=n_ctx, n_threads=n_threads, cb_eval=col.callback) as m:
         toks = m.tokenize(text, add_special=m.add_bos)
         parts = chunks(toks, n_ctx, max_chunks)

@@ -28,6 +28,7 @@ class EvalModel:
         n_threads: int | None = None,
         cb_eval=None,
         use_mmap: bool = True,
+        extra_bufts: bool | None = None,
         progress: Callable[[float], None] | None = None,
     ):
         import llama_cpp as L
@@ -41,7 +42,7 @@ class EvalModel:
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
         mp.use_mmap = use_mmap
-        mp.use_extra_bufts = bool(use_extra_buffer_types(path))
+        mp.use_extra_bufts = bool(use_extra_buffer_types(path)) if extra_bufts is None else bool(extra_bufts)
         if progress is not None:
             @L.llama_progress_callback
             def _p(fraction, _user):  # pragma: no cover - called from C

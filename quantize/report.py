@@ -1,0 +1,133 @@
+"""report.json, REPORT.md and the quality-against-size plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+from .gguf_io import atomic_path
+
+
+def build(name: str, reference: str, metrics: dict, corpus: dict, settings: dict, imatrix, mixed: dict | None,
+          timings: dict, arch: str | None) -> dict:
+    import llama_cpp
+
+    rows = [m for k, m in metrics.items() if k != "reference"]
+    rows.sort(key=lambda m: m["size_bytes"])
+    return {
+        "model": name,
+        "architecture": arch,
+        "reference": {"file": os.path.basename(reference), **metrics["reference"]},
+        "results": rows,
+        "corpus": corpus,
+        "imatrix": {"file": "imatrix.gguf", "entries": len(imatrix.sums), "chunks": imatrix.chunk_count,
+                    "chunk_size": imatrix.chunk_size, "datasets": imatrix.datasets},
+        "mixed": mixed,
+        "settings": settings,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "environment": {"llama_cpp_python": getattr(llama_cpp, "__version__", "?"), "python": platform.python_version(),
+                        "machine": platform.machine(), "cpus": os.cpu_count(),
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
+    }
+
+
+def _f(x, fmt):
+    return "—" if x is None else format(x, fmt)
+
+
+def markdown(r: dict) -> str:
+    ref = r["reference"]
+    lines = [
+        f"# Quantization report: {r['model']}",
+        "",
+        f"Reference: `{ref['file']}` ({ref['size_bytes']:,} bytes), architecture {r['architecture']}. "
+        f"Held-out code: {r['corpus']['heldout_files']} files never used for calibration, "
+        f"{r['corpus']['heldout_chars']:,} characters; {ref['scored_tokens']:,} scored tokens "
+        f"(second half of each {512}-token chunk, as `llama-perplexity --kl-divergence -c 512`). "
+        f"Importance matrix: {r['imatrix']['chunks']} chunks × {r['imatrix']['chunk_size']} tokens of "
+        f"{', '.join(r['imatrix']['datasets'])}.",
+        "",
+        f"Reference perplexity {_f(ref['perplexity'], '.3f')}, line exact match "
+        f"{_f(ref['line_exact_match'], '.0%')} of {ref['lines']} held-out lines, prompt "
+        f"{_f(ref['prompt_tokens_per_s'], '.0f')} tok/s, generation {_f(ref['gen_tokens_per_s'], '.1f')} tok/s.",
+        "",
+        "| file | size (bytes) | bpw | mean KLD | 99% KLD | same top token | perplexity | line exact | same line as F16 | prompt tok/s | gen tok/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in r["results"]:
+        lines.append(
+            f"| {m['label']} | {m['size_bytes']:,} | {m['bits_per_weight']:.2f} | {_f(m['mean_kld'], '.5f')} ± "
+            f"{_f(m['kld_sem'], '.5f')} | {_f(m['p99_kld'], '.3f')} | {_f(m['same_top_token'], '.1%')} | "
+            f"{_f(m['perplexity'], '.3f')} | {_f(m['line_exact_match'], '.0%')} | "
+            f"{_f(m.get('line_same_as_reference'), '.0%')} | {_f(m['prompt_tokens_per_s'], '.0f')} | "
+            f"{_f(m['gen_tokens_per_s'], '.1f')} |"
+        )
+    lines += ["", "Speeds are measured during the evaluation on this machine (single runs, other load possible); "
+              "sizes and KLD are exact and reproducible.", ""]
+    if r.get("mixed"):
+        mx = r["mixed"]
+        lines += [
+            "## Mixed recipe",
+            "",
+            f"Target {mx['target_size']:,} bytes; predicted KLD {mx['predicted_kld']:.4f}; "
+            f"types chosen: {', '.join(f'{k}×{v}' for k, v in sorted(mx['types'].items()))}"
+            + (f"; excluded: {', '.join(mx['excluded_types'])}" if mx.get("excluded_types") else "") + ".",
+            "",
+            "How it differs from llama.cpp's mixes: llama.cpp picks types by tensor role and layer position with "
+            "fixed rules (e.g. Q4_K_M: Q6_K for half the attn_v/ffn_down layers), and on rows that are not a "
+            "multiple of 256 falls back to fixed legacy types (Q4_K→Q5_0, Q6_K→Q8_0). The mixed recipe instead "
+            "measures each tensor's importance-weighted quantization error for every candidate type, calibrates "
+            "error to KL divergence with in-place probes on the reference model, and spends the byte budget where "
+            "it buys the most KLD.",
+            "",
+        ]
+    lines += ["## Settings", "", "```", json.dumps(r["settings"], indent=1), "```", "",
+              f"Timings (s): {r['timings_s']}. Environment: {r['environment']}.", ""]
+    return "\n".join(lines)
+
+
+def plot(path: str, r: dict) -> None:
+    pts = [(m["size_bytes"] / 1e6, m["mean_kld"], m["label"]) for m in r["results"] if m["mean_kld"] is not None]
+    try:
+        import matplotlib  # optional
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.2, 4.8))
+        for x, y, label in pts:
+            ax.scatter([x], [y])
+            ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_yscale("log")
+        ax.set_xlabel("file size (MB)")
+        ax.set_ylabel("mean KL divergence vs reference")
+        ax.set_title(r["model"])
+        fig.tight_layout()
+        fig.savefig(path, dpi=100, format="png")
+        plt.close(fig)
+    except ImportError:
+        from .png import scatter
+
+        scatter(path, [(x, y, i) for i, (x, y, _l) in enumerate(pts)])
+
+
+def write(out_dir: str, r: dict) -> tuple[str, str, str]:
+    from .png import PALETTE
+
+    pj = os.path.join(out_dir, "report.json")
+    pm = os.path.join(out_dir, "REPORT.md")
+    pp = os.path.join(out_dir, "quality-vs-size.png")
+    with atomic_path(pj) as tmp, open(tmp, "w") as fh:
+        json.dump(r, fh, indent=1)
+    md = markdown(r)
+    pts = [m for m in r["results"] if m["mean_kld"] is not None]
+    md += "\n## Plot\n\n![mean KLD against file size](quality-vs-size.png)\n\nColours (when drawn without matplotlib): " + \
+        ", ".join(f"{m['label']} = rgb{PALETTE[i % len(PALETTE)]}" for i, m in enumerate(pts)) + ".\n"
+    with atomic_path(pm) as tmp, open(tmp, "w") as fh:
+        fh.write(md)
+    if pts:
+        with atomic_path(pp) as tmp:
+            plot(tmp, r)
+    return pj, pm, pp
