@@ -1,110 +1,144 @@
-"""`codefill eval`: execution-scored HumanEval infilling and completion on real code."""
+"""`codefill eval`: execution-scored HumanEval infilling and completion on real code.
+
+A thin adapter over `codefill.engine.evaluation` (tasks, runner, report); everything it measures is reachable from
+Python too.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+from contextlib import contextmanager
 
 import typer
 
 from .common import load_engine
 
-eval_app = typer.Typer(help="Measure completion quality.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure completion quality (HumanEval infilling, holes in your own code).",
+                       no_args_is_help=True)
 
 
-def _progress(description: str):
+@contextmanager
+def _progress(description: str, total: int):
+    """A progress bar on stderr (completions, then test programs); off with CODEFILL_NO_PROGRESS=1."""
+    if os.environ.get("CODEFILL_NO_PROGRESS"):
+        yield lambda done, n: None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True))
+    with Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True)) as prog:
+        task = prog.add_task("", total=total)
+        yield lambda done, n: prog.update(task, completed=done, total=n)
 
 
-def _print(report, out_dir, title, as_json):
+def _finish(report, out_dir: str, title: str, as_json: bool) -> None:
     from codefill.engine.evaluation.report import summary_table, write
 
     jpath, mpath = write(report, out_dir, title)
     if as_json:
-        typer.echo(json.dumps({"summary": report.summary, "results": jpath}))
+        typer.echo(json.dumps({"summary": report.summary, "results": jpath, "markdown": mpath}))
     else:
+        typer.echo(f"\n{title}\n")
         typer.echo(summary_table(report.summary))
         typer.echo(f"\nresults: {jpath}\n         {mpath}")
 
 
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise typer.BadParameter(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+
+
 @eval_app.command("humaneval")
 def humaneval(
-    mode: str = typer.Option("single-line", "--mode", help="single-line | multi-line | random-span"),
-    limit: int = typer.Option(None, "--limit", help="Evaluate a seeded sample of N tasks."),
-    samples: int = typer.Option(1, "--samples", "-k", help="Completions per task (pass@k for k ≤ K)."),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 with one sample = greedy; K>1 defaults to 0.8."),
-    completion_mode: str = typer.Option("auto", "--completion-mode", help="What the engine is asked: auto | line | block."),
-    model: str = typer.Option(None, "--model", "-m"),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(None, "--workers", help="Test programs run at once."),
+    mode: str = typer.Option("single-line", "--mode", help="single-line (1033 tasks) | multi-line (5815) | random-span (1640)."),
+    limit: int = typer.Option(None, "--limit", "-l", min=1, help="Evaluate a seeded sample of N tasks (default: all)."),
+    samples: int = typer.Option(1, "--samples", "-k", min=1, help="Completions per task; pass@k is reported for k ≤ K."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 with one sample: greedy. With K>1, 0 means 0.8."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling (with K>1 and temperature 0: 0.95)."),
+    completion_mode: str = typer.Option("task", "--completion-mode",
+                                        help="The editor's mode setting: task (line for single-line, block for "
+                                             "multi-line, auto for random spans) | auto | line | block."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Per completion (default: the engine's)."),
+    model: str = typer.Option(None, "--model", "-m", help="GGUF file (default: the embedded model)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the task sample, the random spans and sampling."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Test programs run at once (default: min(4, cores))."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds per test program."),
-    threads: int = typer.Option(None, "--threads", "-t"),
-    out: str = typer.Option(None, "--out", help="Results directory (default runs/eval-humaneval-<time>)."),
-    as_json: bool = typer.Option(False, "--json"),
+    threads: int = typer.Option(None, "--threads", "-t", min=1,
+                                help="Model threads (default: one per core; use 1 on a busy machine)."),
+    out: str = typer.Option(None, "--out", help="Results directory (default: runs/eval-humaneval-<mode>-<time>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """HumanEval infilling (Bavarian et al. 2022) scored by running HumanEval's tests.
+    """HumanEval infilling (Bavarian et al. 2022), completed as the editor asks, scored by HumanEval's tests.
 
-    Example: codefill eval humaneval --mode single-line --limit 150 --seed 0
+    Prints pass@1 (pass@k for k ≤ K with --samples K), exact match, edit similarity and latency p50/p95; writes
+    results.json (every task, the model's sha256, the engine settings, the codefill version, the seed) and
+    results.md to the results directory.
+
+    Example: codefill eval humaneval --mode single-line --limit 150 --seed 0 --threads 1
     """
     from codefill.engine.evaluation.humaneval import MODES, build_tasks, sample_tasks
     from codefill.engine.evaluation.report import default_out_dir
-    from codefill.engine.evaluation.runner import evaluate
+    from codefill.engine.evaluation.runner import COMPLETION_MODES, evaluate
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
+    _check_choice("--mode", mode, MODES)
+    _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
     tasks = sample_tasks(build_tasks(mode, seed), limit, seed)
     engine = load_engine(model, threads=threads)
-    with _progress(f"humaneval {mode}") as prog:
-        task = prog.add_task("", total=len(tasks))
-        report = evaluate(
-            engine, tasks, samples=samples, temperature=temperature, seed=seed, completion_mode=completion_mode,
-            workers=workers, timeout=timeout, progress=lambda n, total: prog.update(task, completed=n, total=total),
-        )
-    report.meta.update(benchmark="humaneval", mode=mode, limit=limit)
-    _print(report, out or default_out_dir(f"humaneval-{mode}"), f"HumanEval {mode}", as_json)
+    try:
+        with _progress(f"humaneval {mode}", len(tasks) * (1 + samples)) as cb:
+            report = evaluate(
+                engine, tasks, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
+                completion_mode=completion_mode, max_tokens=max_tokens, workers=workers, timeout=timeout,
+                progress=cb,
+            )
+    finally:
+        engine.close()
+    report.meta.update(benchmark="humaneval", mode=mode, limit=limit, command=_command())
+    _finish(report, out or default_out_dir(f"humaneval-{mode}"), f"HumanEval {mode}", as_json)
 
 
 @eval_app.command("repo")
 def repo(
     directory: str = typer.Argument(..., help="A directory of source code."),
-    limit: int = typer.Option(200, "--limit", help="Number of holes."),
-    model: str = typer.Option(None, "--model", "-m"),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(None, "--threads", "-t"),
-    out: str = typer.Option(None, "--out"),
-    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(200, "--limit", "-l", min=1, help="Number of holes (half lines, half blocks)."),
+    completion_mode: str = typer.Option("task", "--completion-mode",
+                                        help="task (line holes: line, block holes: block) | auto | line | block."),
+    model: str = typer.Option(None, "--model", "-m", help="GGUF file (default: the embedded model)."),
+    seed: int = typer.Option(0, "--seed", help="Picks the holes."),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, help="Model threads (default: one per core)."),
+    out: str = typer.Option(None, "--out", help="Results directory (default: runs/eval-repo-<time>)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Line and block holes in real code, scored by exact match and edit similarity.
+    """Line and block holes at seeded places in the code under DIRECTORY, scored by exact match and edit similarity.
 
-    Example: codefill eval repo ~/src/myproject --limit 200
+    Example: codefill eval repo ~/src/myproject --limit 200 --threads 1
     """
-    import os
-
     from codefill.engine.errors import InputFileError
     from codefill.engine.evaluation.repo import build_repo_tasks
     from codefill.engine.evaluation.report import default_out_dir
-    from codefill.engine.evaluation.runner import evaluate
+    from codefill.engine.evaluation.runner import COMPLETION_MODES, evaluate
 
+    _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
     if not os.path.isdir(directory):
         raise InputFileError(f"not a directory: {directory}")
     tasks = build_repo_tasks(directory, limit, seed)
     if not tasks:
         raise InputFileError(f"no source files with completable lines under {directory}")
     engine = load_engine(model, threads=threads)
-    with _progress("repo") as prog:
-        task = prog.add_task("", total=len(tasks))
-        report = evaluate(engine, tasks, seed=seed, execute=False,
-                          progress=lambda n, total: prog.update(task, completed=n))
-    for kind in ("line", "block"):
-        recs = [r for r in report.records if r.mode == kind]
-        if recs:
-            report.summary[f"{kind}_exact_match"] = round(sum(r.samples[0].exact for r in recs) / len(recs), 4)
-            report.summary[f"{kind}_edit_similarity"] = round(sum(r.samples[0].edit_sim for r in recs) / len(recs), 4)
-    report.meta.update(benchmark="repo", directory=os.path.abspath(directory), limit=limit)
-    _print(report, out or default_out_dir("repo"), f"Completion on {directory}", as_json)
+    try:
+        with _progress("repo", len(tasks)) as cb:
+            report = evaluate(engine, tasks, seed=seed, completion_mode=completion_mode, execute=False, progress=cb)
+    finally:
+        engine.close()
+    report.meta.update(benchmark="repo", directory=os.path.abspath(directory), limit=limit, command=_command())
+    _finish(report, out or default_out_dir("repo"), f"Completion on {directory}", as_json)
+
+
+def _command() -> str:
+    return " ".join(["codefill", *sys.argv[1:]])
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 MODES = ("single-line", "multi-line", "random-span")
+# The engine's `mode` for each kind of hole (repo.py's "line" and "block" holes included); random spans: "auto".
+TASK_COMPLETION_MODES = {"single-line": "line", "multi-line": "block", "line": "line", "block": "block"}
 RANDOM_SPANS_PER_PROBLEM = 10
 
 
@@ -43,6 +45,11 @@ class InfillTask:
     prefix: str  # the document before the hole
     target: str  # the hole
     suffix: str  # the document after the hole
+
+    @property
+    def completion_mode(self) -> str:
+        """The engine mode an editor would use for this hole: "line" for a one-line hole, "block" for lines."""
+        return TASK_COMPLETION_MODES.get(self.mode, "auto")
 
     @property
     def document(self) -> str:
