@@ -33,6 +33,9 @@ ARCHITECTURES = {
     "StableLmForCausalLM": "stablelm",
 }
 
+# llama.cpp architectures that always load a separate output matrix (a tied embedding is written twice)
+NEEDS_OUTPUT = {"stablelm"}
+
 OUT_TYPES = {"F16": "F16", "BF16": "BF16", "F32": "F32"}
 
 # Known FIM token texts, by llama.cpp's key name.
@@ -323,6 +326,9 @@ def _plan_tensors(m: HFModel, out_type: str) -> list[TensorOut]:
         plan.append(TensorOut(name, ne, tid, produce))
     if "token_embd.weight" not in seen:
         raise MissingFilesError("the weights have no token embedding (model.embed_tokens.weight)")
+    if tied and m.arch in NEEDS_OUTPUT and "output.weight" not in seen:
+        emb = next(t for t in plan if t.name == "token_embd.weight")
+        plan.append(TensorOut("output.weight", emb.ne, emb.tid, emb.produce))
     # deterministic order: global tensors, then blocks in order
     def key(t: TensorOut):
         parts = t.name.split(".")

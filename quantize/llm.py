@@ -41,7 +41,11 @@ class EvalModel:
         self.path = path
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0
-        mp.use_mmap = use_mmap
+        if not use_mmap:  # writable weights (the sensitivity probes edit them in place)
+            if hasattr(L, "LLAMA_LOAD_MODE_NONE") and any(f[0] == "load_mode" for f in type(mp)._fields_):
+                mp.load_mode = L.LLAMA_LOAD_MODE_NONE
+            else:  # older bindings
+                mp.use_mmap = False
         mp.use_extra_bufts = bool(use_extra_buffer_types(path)) if extra_bufts is None else bool(extra_bufts)
         if progress is not None:
             @L.llama_progress_callback
