@@ -64,6 +64,7 @@ class Result:
     report_json: str | None = None
     report_md: str | None = None
     plot: str | None = None
+    mixed: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -222,15 +223,16 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
             if size > opts.target_size:  # pragma: no cover - the budget keeps a margin
                 os.remove(path)
                 raise TargetSizeError(f"mixed file came out at {size:,} bytes, over the target {opts.target_size:,}")
-        files[f"mixed {opts.target_size / 1e6:.1f} MB" + (" (no Q4_1/Q5_1)" if opts.exclude_grid_aligned else "")] = path
+        label = f"mixed {opts.target_size / 1e6:.1f} MB" + (" (no Q4_1/Q5_1)" if opts.exclude_grid_aligned else "")
+        files[label] = path
         from collections import Counter
 
-        mixed_info = {"target_size": opts.target_size, "predicted_kld": predicted, "tensor_bytes": used,
+        mixed_info = {"label": label, "target_size": opts.target_size, "predicted_kld": predicted, "tensor_bytes": used,
                       "types": dict(Counter(plan.values())), "plan": plan, "probes": sens.probes,
                       "excluded_types": sorted(exclude)}
         timings["mixed"] = time.perf_counter() - t0
 
-    result = Result(opts.out_dir, ref_path, im_path, files, timings=timings)
+    result = Result(opts.out_dir, ref_path, im_path, files, mixed=mixed_info, timings=timings)
     # ---- 4. evaluate and report
     if opts.evaluate:
         from . import evaluate as eval_mod
@@ -242,7 +244,8 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
                                     progress=lambda f: p("evaluate", f))
         timings["evaluate"] = time.perf_counter() - t0
         settings = {k: v for k, v in asdict(opts).items() if k not in ("out_dir",)}
-        report = report_mod.build(name, ref_path, metrics, corpus.describe(), settings, im, mixed_info, timings,
+        report = report_mod.build(name, ref_path, metrics, corpus.describe(), settings, im,
+                                  [mixed_info] if mixed_info else None, timings,
                                   field_value(open_reader(ref_path), "general.architecture"))
         result.report_json, result.report_md, result.plot = report_mod.write(opts.out_dir, report)
     return result

@@ -66,18 +66,20 @@ def markdown(r: dict) -> str:
         )
     lines += ["", "Speeds are measured during the evaluation on this machine (single runs, other load possible); "
               "sizes and KLD are exact and reproducible.", ""]
-    if r.get("mixed"):
-        mx = r["mixed"]
+    for mx in r.get("mixed") or []:
         lines += [
-            "## Mixed recipe",
+            f"## Mixed recipe: {mx['label']}",
             "",
             f"Target {mx['target_size']:,} bytes; predicted KLD {mx['predicted_kld']:.4f}; "
             f"types chosen: {', '.join(f'{k}×{v}' for k, v in sorted(mx['types'].items()))}"
             + (f"; excluded: {', '.join(mx['excluded_types'])}" if mx.get("excluded_types") else "") + ".",
             "",
-            "How it differs from llama.cpp's mixes: llama.cpp picks types by tensor role and layer position with "
-            "fixed rules (e.g. Q4_K_M: Q6_K for half the attn_v/ffn_down layers), and on rows that are not a "
-            "multiple of 256 falls back to fixed legacy types (Q4_K→Q5_0, Q6_K→Q8_0). The mixed recipe instead "
+        ]
+    if r.get("mixed"):
+        lines += [
+            "How the mixed recipe differs from llama.cpp's mixes: llama.cpp picks types by tensor role and layer "
+            "position with fixed rules (e.g. Q4_K_M: Q6_K for half the attn_v/ffn_down layers), and on rows that are "
+            "not a multiple of 256 falls back to fixed legacy types (Q4_K→Q5_0, Q6_K→Q8_0). The mixed recipe "
             "measures each tensor's importance-weighted quantization error for every candidate type, calibrates "
             "error to KL divergence with in-place probes on the reference model, and spends the byte budget where "
             "it buys the most KLD.",

@@ -92,3 +92,20 @@ def test_parse_size(text, value):
 def test_parse_size_rejects_nonsense():
     with pytest.raises(ConfigError):
         parse_size("ninety")
+
+
+def test_gguf_source_is_quantized_without_conversion(tiny_gguf, tmp_path):
+    src = tiny_gguf("starcoder2")
+    out = tmp_path / "o"
+    res = CliRunner().invoke(_app(), ["quantize", src, "--out", str(out), "--types", "Q8_0", "--no-eval",
+                                      "--imatrix-chunks", "1", "--threads", "1"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert sorted(os.listdir(out)) == ["imatrix.gguf", "tiny-starcoder2-Q8_0.gguf"]
+    from codefill.quantize.gguf_io import field_value, open_reader
+
+    r = open_reader(str(out / "tiny-starcoder2-Q8_0.gguf"))
+    assert field_value(r, "general.architecture") == "starcoder2"
+    assert field_value(r, "general.file_type") == 7
+    # the second step refuses the now-quantized file as a source, before any work
+    res = CliRunner().invoke(_app(), ["quantize", str(out / "tiny-starcoder2-Q8_0.gguf"), "--out", str(tmp_path / "p")])
+    assert "already quantized" in str(res.exception)
