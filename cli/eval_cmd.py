@@ -55,7 +55,9 @@ def _check_choice(name: str, value: str, choices) -> None:
 def humaneval(
     mode: str = typer.Option("single-line", "--mode", help="single-line (1033 tasks) | multi-line (5815) | random-span (1640)."),
     limit: int = typer.Option(None, "--limit", "-l", min=1, help="Evaluate a seeded sample of N tasks (default: all)."),
-    samples: int = typer.Option(1, "--samples", "-k", min=1, help="Completions per task; pass@k is reported for k ≤ K."),
+    samples: str = typer.Option("1", "--samples", "-k",
+                                help="Completions per task K; pass@k is reported for k ≤ K. With --coverage a list: 1,2,4,8,16."),
+    coverage: bool = typer.Option(False, "--coverage", help="Coverage@k for the listed k, the exp(a·k^b) fit and a PNG plot."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 with one sample: greedy. With K>1, 0 means 0.8."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling (with K>1 and temperature 0: 0.95)."),
     completion_mode: str = typer.Option("task", "--completion-mode",
@@ -83,21 +85,38 @@ def humaneval(
     from codefill.engine.evaluation.report import default_out_dir
     from codefill.engine.evaluation.runner import COMPLETION_MODES, evaluate
 
+    from codefill.engine.coverage import format_study, parse_ks, study_from_records
+
     _check_choice("--mode", mode, MODES)
     _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
-    tasks = sample_tasks(build_tasks(mode, seed), limit, seed)
-    engine = load_engine(model, threads=threads)
     try:
-        with _progress(f"humaneval {mode}", len(tasks) * (1 + samples)) as cb:
+        ks = parse_ks(samples)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if len(ks) > 1 and not coverage:
+        raise typer.BadParameter("a list of sample counts needs --coverage")
+    samples_n = max(ks)
+    tasks = sample_tasks(build_tasks(mode, seed), limit, seed)
+    engine = load_engine(model, threads=threads, n_seq=min(samples_n, 16) if samples_n > 1 else None)
+    try:
+        with _progress(f"humaneval {mode}", len(tasks) * (1 + samples_n)) as cb:
             report = evaluate(
-                engine, tasks, samples=samples, temperature=temperature, top_p=top_p, seed=seed,
+                engine, tasks, samples=samples_n, temperature=temperature, top_p=top_p, seed=seed,
                 completion_mode=completion_mode, max_tokens=max_tokens, workers=workers, timeout=timeout,
                 progress=cb,
             )
     finally:
         engine.close()
     report.meta.update(benchmark="humaneval", mode=mode, limit=limit, command=_command())
-    _finish(report, out or default_out_dir(f"humaneval-{mode}"), f"HumanEval {mode}", as_json)
+    out_dir = out or default_out_dir(f"humaneval-{mode}")
+    study = None
+    if coverage:
+        os.makedirs(out_dir, exist_ok=True)
+        study = study_from_records(report.records, ks, os.path.join(out_dir, "coverage.png"))
+        report.summary["coverage"] = study
+    _finish(report, out_dir, f"HumanEval {mode}", as_json)
+    if study is not None and not as_json:
+        typer.echo(format_study(study))
 
 
 @eval_app.command("repo")

@@ -33,7 +33,8 @@ def _fmt(key: str, value) -> str:
 def summary_table(summary: dict) -> str:
     """The summary as a two-column Markdown table (rates as percentages)."""
     rows = ["| metric | value |", "|---|---|"]
-    rows += [f"| {k} | {_fmt(k, v)} |" for k, v in summary.items()]
+    # structured results (e.g. the coverage study) are in results.json, not in the table
+    rows += [f"| {k} | {_fmt(k, v)} |" for k, v in summary.items() if not isinstance(v, (dict, list))]
     return "\n".join(rows)
 
 
