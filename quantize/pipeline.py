@@ -99,7 +99,8 @@ def download(repo_id: str, dest: str, progress: Progress | None = None) -> str:
         info = HfApi().model_info(repo_id, files_metadata=True)
         need = sum((s.size or 0) for s in info.siblings or [] if s.rfilename.endswith((".safetensors", ".json")))
     except Exception as exc:
-        raise DownloadError(f"cannot reach Hugging Face for {repo_id}: {type(exc).__name__}: {exc}") from None
+        raise DownloadError(f"{repo_id} is not a local path, and Hugging Face cannot be asked for it as a repo id: "
+                            f"{type(exc).__name__}: {exc}") from None
     check_disk(os.path.dirname(os.path.abspath(dest)) or ".", need * 3, f"{repo_id} and its conversions")
     if progress:
         progress("download", 0.0)
