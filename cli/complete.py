@@ -19,7 +19,7 @@ def complete(
     mode: str = typer.Option("auto", help="auto | line | block"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens to generate at most (default 128)."),
     time_budget_ms: float = typer.Option(None, "--time-budget", help="Stop decoding after this many ms (default 1500; 0 = none)."),
-    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: one per performance core)."),
+    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     ctx: int = typer.Option(None, "--ctx", help="Context size in tokens (default 4096)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),

@@ -12,7 +12,7 @@ import typer
 def lsp(
     tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
-    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: one per performance core)."),
+    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
 ) -> None:
     """Run the language server: ghost text (LSP inline completions) for Neovim, VS Code and other editors.

@@ -38,7 +38,7 @@ class EngineConfig:
     model_path: str | None = None  # None: the embedded default model
     n_ctx: int = 4096
     n_batch: int = 512
-    n_threads: int | None = None  # None: one per performance core
+    n_threads: int | None = None  # None: leave a core to the editor (see llama.default_threads)
     n_gpu_layers: int = -1  # -1: everything on the GPU when llama.cpp was built with Metal/CUDA
     n_seq: int = 1  # parallel sequences (repeated sampling uses more)
     spm: bool | None = None  # suffix-first FIM order; None: the family's default
