@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -47,6 +48,17 @@ def check_disk(directory: str, need_bytes: int, what: str) -> None:
 
 
 def open_reader(path: str):
+    """A GGUFReader (memory-mapped, read-only). Parsing a 49k-token vocabulary takes seconds, so readers are kept
+    for files that have not changed since."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read GGUF {path}: {exc.strerror}") from None
+    return _open_reader(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_reader(path: str, _size: int, _mtime: int):
     import gguf
 
     try:

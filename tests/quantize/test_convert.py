@@ -24,7 +24,7 @@ PROMPTS = [
 
 
 def _logits(path: str) -> list[np.ndarray]:
-    with EvalModel(path, n_ctx=128, n_threads=2) as m:
+    with EvalModel(path, n_ctx=128, n_threads=1) as m:
         return [m.eval_logits(m.tokenize(p)) for p in PROMPTS]
 
 
