@@ -31,6 +31,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--model", default=None, help="GGUF file (default: the embedded model)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cursor", choices=("indent", "line-start"), default="indent",
+                    help="indent: the prompt ends after the line's indentation, as the harness asks the engine; "
+                         "line-start: the prompt ends at the start of the line and the model writes the indentation "
+                         "too (the whole-line hole of Bavarian et al.)")
     ap.add_argument("--out", default=None, help="write the summary and per-task records as JSON")
     ap.add_argument("--compare", default=None, help="an engine run's results.json: compare on the shared tasks")
     args = ap.parse_args(argv)
@@ -52,28 +56,36 @@ def main(argv=None) -> int:
     tasks = sample_tasks(build_tasks("single-line", args.seed), args.limit, args.seed)
     records, programs = [], []
     for n, task in enumerate(tasks):
+        line_start = task.prefix.rfind("\n") + 1
+        indent = task.prefix[line_start:]
+        prompt = task.prefix if args.cursor == "indent" else task.prefix[:line_start]
         t0 = time.perf_counter()
-        out = llm.create_completion(task.prefix, max_tokens=args.max_tokens, temperature=0.0, stop=["\n"])
+        out = llm.create_completion(prompt, max_tokens=args.max_tokens, temperature=0.0, stop=["\n"])
         ms = (time.perf_counter() - t0) * 1000
-        text = out["choices"][0]["text"].split("\n")[0]
-        rec = SampleRecord(text=text, passed=None, status="not-run", exact=exact_match(text, task.target),
+        line = out["choices"][0]["text"].split("\n")[0]
+        # `text`: what fills the hole after the indentation the task keeps. With --cursor line-start the model's line
+        # replaces the indentation too, and only a line with the original indentation can match exactly.
+        text = line[len(indent):] if args.cursor == "line-start" and line.startswith(indent) else line
+        filled = prompt + line + task.suffix
+        exact = filled == task.prefix + text + task.suffix and exact_match(text, task.target)
+        rec = SampleRecord(text=text, passed=None, status="not-run", exact=exact,
                            edit_sim=round(edit_similarity(text.strip(), task.target.strip()), 4), latency_ms=round(ms, 2),
                            stop_reason=out["choices"][0]["finish_reason"] or "",
                            decode_tokens=out["usage"]["completion_tokens"], logprob_mean=None, logprob_min=None)
         records.append(TaskRecord(task.task_id, task.mode, task.target, [rec]))
-        programs.append((rec, program_for(problem_by_id(task.problem_id), task.prefix + text + task.suffix)))
+        programs.append((rec, program_for(problem_by_id(task.problem_id), filled)))
         print(f"\r{n + 1}/{len(tasks)} completions", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     with ThreadPoolExecutor(args.workers) as pool:
         for rec, res in zip([r for r, _ in programs], pool.map(lambda p: run_program(p[1]), programs)):
             rec.passed, rec.status = res.passed, res.status
     summary = summarize(records)
-    print("raw llama-cpp-python, greedy, prefix only, first line\n")
+    print(f"raw llama-cpp-python, greedy, prefix only, first line (cursor: {args.cursor})\n")
     print(summary_table(summary))
     result = {
         "summary": summary,
         "meta": {"baseline": "llama-cpp-python create_completion(prefix, temperature=0, stop=['\\n'])",
-                 "model": os.path.basename(path), "seed": args.seed, "limit": args.limit, "threads": args.threads,
+                 "model": os.path.basename(path), "seed": args.seed, "limit": args.limit, "cursor": args.cursor, "threads": args.threads,
                  "max_tokens": args.max_tokens, "codefill_version": codefill.__version__,
                  "python": sys.version.split()[0], "platform": platform.platform()},
         "records": [{"task_id": r.task_id, "target": r.target, "text": r.samples[0].text,

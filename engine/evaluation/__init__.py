@@ -1,1 +1,25 @@
-"""Evaluation harness: execution-scored infilling benchmarks and completion on real code."""
+"""Evaluation harness: execution-scored infilling benchmarks and completion on real code.
+
+The `codefill eval` commands are thin adapters over these modules; other measurements (quantization reports,
+repeated sampling) call the same functions:
+
+    from codefill.engine import Engine, EngineConfig
+    from codefill.engine.evaluation import humaneval, runner, report
+
+    engine = Engine.load(EngineConfig(n_threads=1))
+    tasks = humaneval.sample_tasks(humaneval.build_tasks("single-line", seed=0), 150, seed=0)
+    rep = runner.evaluate(engine, tasks, samples=1, seed=0, progress=lambda done, total: None)
+    print(rep.summary["pass@1"], rep.summary["exact_match"])
+    report.write(rep, "runs/my-run")            # results.json + results.md
+
+- humaneval: `load_problems()`, `build_tasks(mode, seed)` → `InfillTask`s (single-line 1033, multi-line 5815,
+  random-span 1640), `sample_tasks`, `program_for(problem, filled_document)`;
+- repo: `build_repo_tasks(directory, limit, seed)`: line and block holes in real code;
+- execution: `run_program(code, timeout)` → `ExecResult`, a sandboxed subprocess per program;
+- metrics: `pass_at_k(n, c, k)`, `exact_match`, `edit_similarity`, `percentile`;
+- runner: `request_for(task)` (the editor's request at the hole), `evaluate(engine, tasks, …)` → `EvalReport`,
+  `summarize(records)`;
+- report: `write(report, out_dir)`, `summary_table(summary)`.
+
+Nothing here imports typer or the language server.
+"""

@@ -50,7 +50,8 @@ def markdown(report: EvalReport, title: str | None = None) -> str:
         f"family {model.get('family')}, threads {model.get('n_threads')})",
         f"- codefill {m.get('codefill_version')}, Python {m.get('python')}, {m.get('platform')}",
         f"- seed {m.get('seed')}, samples {m.get('samples')}, temperature {m.get('temperature')}, top_p {m.get('top_p')}, "
-        f"completion mode {m.get('completion_mode')}, max_tokens {m.get('max_tokens') or 'engine default'}",
+        f"completion mode {m.get('completion_mode')}, max_tokens {m.get('max_tokens') or 'engine default'}; "
+        f"requests without time budget or cache (deterministic)",
         f"- engine: n_ctx {cfg.get('n_ctx')}, budget {cfg.get('budget')}, decode {cfg.get('decode')}",
     ]
     if m.get("command"):
