@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .decode import Sampler, TextAccumulator
+from .decode import Sampler, TextAccumulator, healing_candidates
 from .stops import StopRules
 from .types import Completion, CompletionRequest, Timings
 
@@ -136,21 +136,6 @@ def _sample(sampler: Sampler, x: np.ndarray) -> int:
     return int(sampler.rng.choice(len(p), p=p))
 
 
-def _healing_candidates(rt, remaining: bytes) -> np.ndarray:
-    """Token ids consistent with the healed text still to produce (decode.healing_candidates when it exists)."""
-    from . import decode
-
-    fn = getattr(decode, "healing_candidates", None)
-    if fn is not None:
-        return fn(rt, remaining)
-    pieces = rt.__dict__.get("_all_pieces")
-    if pieces is None:
-        pieces = [rt.token_piece(t) for t in range(rt.n_vocab)]
-        rt.__dict__["_all_pieces"] = pieces
-    return np.array([t for t, p in enumerate(pieces) if p and (p.startswith(remaining) or remaining.startswith(p))],
-                    dtype=np.int64)
-
-
 class _Stream:
     """Decoding state of one candidate. `heal`: text the prompt left out at its end (token healing) that the
     candidate's first tokens must reproduce; it is not part of the candidate's text."""
@@ -173,7 +158,7 @@ class _Stream:
         if len(self.acc.text) >= len(self.heal):
             return None
         done = len(self.acc.text.encode("utf-8"))
-        return _healing_candidates(rt, self.heal_bytes[done:])
+        return healing_candidates(rt, self.heal_bytes[done:])
 
     def visible(self) -> str | None:
         """The candidate's text so far (None while still inside the healed text)."""
