@@ -292,6 +292,17 @@ def allocate(sens: Sensitivity, budget_bytes: int, exclude: set[str] | None = No
     return plan, pred, used
 
 
+def grid_aligned_share(sens: Sensitivity) -> float:
+    """Share of tensors that Q4_1 reproduces almost exactly (weighted error < 1/1000 of Q4_0's).
+
+    High when the reference was itself made from a Q4_1 file (the embedded SmolLM2 is): its weights already lie on
+    a Q4_1 grid, which Q4_1 and Q5_1 (with the imatrix search) find again."""
+    names = [n for n, e in sens.errors.items() if "Q4_1" in e and e.get("Q4_0", 0) > 0]
+    if not names:
+        return 0.0
+    return sum(1 for n in names if sens.errors[n]["Q4_1"] < 1e-3 * sens.errors[n]["Q4_0"]) / len(names)
+
+
 def save(sens: Sensitivity, path: str) -> None:
     from .gguf_io import atomic_path
 

@@ -230,7 +230,7 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
 
         mixed_info = {"label": label, "target_size": opts.target_size, "predicted_kld": predicted, "tensor_bytes": used,
                       "types": dict(Counter(plan.values())), "plan": plan, "probes": sens.probes,
-                      "excluded_types": sorted(exclude)}
+                      "excluded_types": sorted(exclude), "grid_aligned_share": mixed_mod.grid_aligned_share(sens)}
         timings["mixed"] = time.perf_counter() - t0
 
     result = Result(opts.out_dir, ref_path, im_path, files, mixed=mixed_info, timings=timings)

@@ -75,6 +75,16 @@ def markdown(r: dict) -> str:
             + (f"; excluded: {', '.join(mx['excluded_types'])}" if mx.get("excluded_types") else "") + ".",
             "",
         ]
+        share = mx.get("grid_aligned_share") or 0.0
+        if share > 0.5 and not mx.get("excluded_types"):
+            lines += [
+                f"**Caveat:** for {share:.0%} of the tensors Q4_1 reproduces the reference almost exactly (weighted "
+                "error below 1/1000 of Q4_0's): the reference weights already lie on a Q4_1 grid (an F16 made "
+                "from a Q4_1 file, as for the embedded SmolLM2). This recipe's low KLD reflects that reference, "
+                "not a better quantizer; the `--exclude-grid-aligned` recipe (no Q4_1/Q5_1) is the fair "
+                "comparison with llama.cpp's mixes, which never choose Q4_1.",
+                "",
+            ]
     if r.get("mixed"):
         lines += [
             "How the mixed recipe differs from llama.cpp's mixes: llama.cpp picks types by tensor role and layer "
