@@ -215,7 +215,8 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
         exclude = mixed_mod.GRID_ALIGNED if opts.exclude_grid_aligned else set()
         plan, predicted, used = mixed_mod.allocate(sens, budget, exclude)
         full_plan = {t.name: plan.get(t.name, "KEEP") for t in src.tensors}
-        tag = f"mixed-{opts.target_size / 1e6:.0f}MB" + ("-nogrid" if opts.exclude_grid_aligned else "")
+        size_tag = f"{opts.target_size / 1e6:.0f}MB" if opts.target_size >= 10_000_000 else f"{opts.target_size}B"
+        tag = f"mixed-{size_tag}" + ("-nogrid" if opts.exclude_grid_aligned else "")
         path = os.path.join(opts.out_dir, f"{name}-{tag}.gguf")
         if not os.path.exists(path):
             size = quantize_file(src, path, full_plan, imatrix=im, n_threads=n_th,
@@ -224,7 +225,9 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
             if size > opts.target_size:  # pragma: no cover - the budget keeps a margin
                 os.remove(path)
                 raise TargetSizeError(f"mixed file came out at {size:,} bytes, over the target {opts.target_size:,}")
-        label = f"mixed {opts.target_size / 1e6:.1f} MB" + (" (no Q4_1/Q5_1)" if opts.exclude_grid_aligned else "")
+        label = f"mixed {opts.target_size / 1e6:.1f} MB" if opts.target_size >= 10_000_000 else \
+            f"mixed {opts.target_size:,} B"
+        label += " (no Q4_1/Q5_1)" if opts.exclude_grid_aligned else ""
         files[label] = path
         from collections import Counter
 
