@@ -177,9 +177,8 @@ def quantize(data: np.ndarray, tid: int, imatrix: np.ndarray | None = None, n_th
     """
     L = lib()
     a = np.ascontiguousarray(data, dtype=np.float32)
-    if a.ndim == 1:
-        a = a.reshape(1, -1)
-    nrows, n_per_row = a.shape[0] if a.ndim == 2 else int(np.prod(a.shape[:-1])), a.shape[-1]
+    n_per_row = a.shape[-1]
+    nrows = a.size // n_per_row
     a = a.reshape(nrows, n_per_row)
     if not row_compatible(tid, n_per_row):
         raise ValueError(f"{type_name(tid)} needs rows divisible by {block_size(tid)}, got {n_per_row}")

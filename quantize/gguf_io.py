@@ -159,7 +159,6 @@ def write_gguf(
             if any(ggml.block_size(t.tid) > 1 for t in tensors):
                 w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for t in tensors:
-            rows = t.n_rows
             shape_np = tuple(reversed(t.ne))
             if t.tid == ggml.type_id("F32"):
                 w.add_tensor_info(t.name, shape_np, np.dtype(np.float32), t.nbytes)
@@ -169,7 +168,6 @@ def write_gguf(
                 byte_shape = tuple(reversed(t.ne[1:])) + (ggml.row_size(t.tid, t.n_per_row),)
                 w.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes,
                                   raw_dtype=gguf.GGMLQuantizationType(t.tid))
-            del rows
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()

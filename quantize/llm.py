@@ -171,7 +171,6 @@ class EvalModel:
         t1 = time.perf_counter()
         out: list[int] = []
         pos = len(prompt)
-        idx = len(prompt) - 1
         for _ in range(max_tokens):
             ptr = L.llama_get_logits_ith(self.ctx, -1)
             logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
@@ -183,5 +182,4 @@ class EvalModel:
                 break
             self._decode([tok], pos, True)
             pos += 1
-        del idx
         return out, t1 - t0, time.perf_counter() - t1

@@ -8,7 +8,6 @@ the first long stage.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -269,8 +268,3 @@ def _probe_text(corpus, imatrix_chunks: int) -> str:
     """Calibration text after the part the importance matrix used (≈ 4 characters per token)."""
     start = min(len(corpus.calibration) * 3 // 4, imatrix_chunks * 512 * 4)
     return corpus.calibration[start:]
-
-
-def save_json(path: str, obj) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=1)
