@@ -176,3 +176,14 @@ def test_unknown_pre_tokenizer_is_refused(tiny_hf, tmp_path):
     (tmp_path / "tokenizer.json").write_text(json.dumps(tok))
     with pytest.raises(UnsupportedArchitectureError, match="pre-tokenizer"):
         conv.inspect_hf(str(tmp_path))
+
+
+@pytest.mark.parametrize("out_type", ["BF16", "F32"])
+def test_other_output_types_give_the_same_model(tiny_hf, tiny_gguf, tmp_path, out_type):
+    path = conv.convert(tiny_hf("qwen2"), str(tmp_path / f"t-{out_type}.gguf"), out_type)
+    r = open_reader(path)
+    assert {int(t.tensor_type) for t in r.tensors if len(t.shape) > 1} == {30 if out_type == "BF16" else 0}
+    toks = [5, 60, 7, 99, 3]
+    with EvalModel(path, n_ctx=32, n_threads=1) as a, EvalModel(tiny_gguf("qwen2"), n_ctx=32, n_threads=1) as b:
+        x, y = a.eval_logits(toks), b.eval_logits(toks)
+    np.testing.assert_allclose(x, y, atol=0.05 * np.abs(y).max())
