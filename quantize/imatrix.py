@@ -173,7 +173,7 @@ def collect(
             if m.add_bos:
                 part = [m.bos] + part[1:]
             # every position's logits, as llama-imatrix does: otherwise llama.cpp prunes the last layer to one row
-            m.eval_logits(part, first=0)
+            m.run(part, all_logits=True)
             im.chunk_count += 1
             if progress:
                 progress((i + 1) / len(parts))

@@ -151,6 +151,13 @@ class EvalModel:
         if rc != 0:
             raise ModelLoadError(f"llama_decode failed ({rc})")
 
+    def run(self, tokens: Sequence[int], all_logits: bool = True) -> None:
+        """Fresh context, evaluate `tokens` without reading the logits (for the eval callback's sake)."""
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens do not fit n_ctx={self.n_ctx}")
+        self.L.llama_memory_clear(self.mem, True)
+        self._decode(tokens, 0, all_logits)
+
     def eval_logits(self, tokens: Sequence[int], first: int = 0) -> np.ndarray:
         """Fresh context, evaluate `tokens` (≤ n_ctx) in one batch; logits at positions first..n-1 (float32)."""
         if len(tokens) > self.n_ctx:
