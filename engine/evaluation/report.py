@@ -30,11 +30,18 @@ def _fmt(key: str, value) -> str:
     return str(value)
 
 
+def _flat(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(v, (int, float, str)) for v in value.values())
+    return not isinstance(value, list)
+
+
 def summary_table(summary: dict) -> str:
     """The summary as a two-column Markdown table (rates as percentages)."""
     rows = ["| metric | value |", "|---|---|"]
-    # structured results (e.g. the coverage study) are in results.json, not in the table
-    rows += [f"| {k} | {_fmt(k, v)} |" for k, v in summary.items() if not isinstance(v, (dict, list))]
+    # structured results (e.g. the coverage study) are in results.json, not in the table; flat counts (test
+    # statuses, stop reasons) fit on one row
+    rows += [f"| {k} | {_fmt(k, v)} |" for k, v in summary.items() if _flat(v)]
     return "\n".join(rows)
 
 
