@@ -92,8 +92,12 @@ def line_samples(files: list[str], n: int = 16, prefix_chars: int = 1200, seed: 
             continue
         i = rng.choice(cands)
         line = lines[i]
-        # the prompt ends at the line break: ending it inside the indentation would split a whitespace token
-        prompt = ("\n".join(lines[:i]) + "\n")[-prefix_chars:]
+        # The prompt ends where the byte-level BPE pre-tokenizer would cut the text anyway: after the line break and
+        # all but the last indentation character ("\n       " | " new"). Ending at the bare line break leaves a
+        # whitespace token the model never saw before an indented line (it then predicts column-0 code: every model,
+        # F16 included, scored 0%); ending after the full indentation splits " new" the same way.
+        indent = line[: len(line) - len(line.lstrip())]
+        prompt = ("\n".join(lines[:i]) + "\n" + indent[:-1])[-prefix_chars:]
         out.append((prompt, line.strip()))
         if len(out) >= n:
             break
@@ -161,10 +165,10 @@ def evaluate(
                 ptoks = model.tokenize(prompt, add_special=model.add_bos)[-(n_ctx - 40):]
 
                 def stop(out, model=model):
-                    return "\n" in model.detokenize(out).lstrip("\n")
+                    return "\n" in model.detokenize(out)
 
                 out, tp, tg = model.generate(ptoks, 32, stop)
-                text = model.detokenize(out).lstrip("\n").split("\n")[0]
+                text = model.detokenize(out).split("\n")[0]  # a blank line first is a miss
                 m = metrics[label]
                 m.gen_tokens += max(len(out) - 1, 0)
                 m.gen_seconds += tg
