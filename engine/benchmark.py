@@ -104,7 +104,7 @@ def run_latency(
         rep.decode_tokens += c.timings.decode_tokens
         rep.decode_ms += c.timings.decode_ms
         rep.reused += c.timings.prompt_reused
-        rep.cache_hits += c.stop_reason == "cache"
+        rep.cache_hits += c.stop_reason in ("cache", "typed")
         if progress:
             progress(n + 1, len(steps))
     return rep

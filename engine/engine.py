@@ -195,7 +195,7 @@ class Engine:
             return None
         rest_ctx = replace(ctx, mode=mode)
         timings = Timings(total_ms=(time.perf_counter() - t0) * 1000)
-        return self._finish(rest_ctx, rest, "cache", (), timings)
+        return self._finish(rest_ctx, rest, "typed", (), timings)
 
     def complete(self, req: CompletionRequest, cancel: threading.Event | None = None) -> Completion:
         """One completion for `req` (greedy when `req.temperature` is 0)."""
@@ -256,6 +256,14 @@ class Engine:
         self._last.pop(document_id, None)
         with self._counter_lock:
             self._latest.pop(document_id, None)
+
+    def remember(self, req: CompletionRequest, completion: Completion) -> None:
+        """Make `completion` (shown to the user for `req`, e.g. a sampled candidate the language server chose) the
+        document's last completion, so that typing through it is answered from it."""
+        if completion.stop_reason in ("cancelled", "typed") or not completion.raw:
+            return
+        ctx = replace(self.context_for(req), mode=completion.mode)
+        self._remember(req, ctx, completion.raw, completion.token_logprobs)
 
     def _remember(self, req: CompletionRequest, ctx: CompletionContext, raw: str, logprobs) -> None:
         if req.document_id is not None:

@@ -39,7 +39,7 @@ LOGPROB_FEATURES = tuple(f for f in FULL_FEATURES if not f.startswith("ent_"))
 # +1: the probability may only grow with the feature; -1: only shrink; absent: free.
 SIGNS = {"lp_mean": 1, "lp_min": 1, "lp_first": 1, "ent_mean": -1, "ent_max": -1, "ent_first": -1, "empty": -1}
 
-NATURAL_STOPS = ("eos", "newline", "dedent", "suffix", "blank", "cache")
+NATURAL_STOPS = ("eos", "newline", "dedent", "suffix", "blank", "cache", "typed")
 
 
 def features(completion, ctx=None, entropies: Sequence[float] | None = None) -> dict[str, float]:

@@ -369,7 +369,7 @@ class AdaptivePolicy:
 @dataclass
 class AdaptiveResult:
     completion: Completion
-    probability: float  # gate probability of the first (greedy) candidate
+    probability: float  # gate probability of the first candidate (nan for a typed-through answer: not scored)
     chosen: Candidate
     first: Candidate
     n_samples: int  # candidates decoded in all (1 when the first answer was kept)
@@ -379,9 +379,20 @@ class AdaptiveResult:
     chosen_probability: float | None = None  # gate probability of the chosen candidate
 
     def should_show(self, threshold: float) -> bool:
-        """The language server's test: hide the suggestion when the gate judges it likely wrong."""
+        """The language server's test: hide the suggestion when the gate judges it likely wrong. A typed-through
+        answer (the user just typed what the model predicted) is not judged again."""
+        if not self.completion.text.strip():
+            return False
+        if self.completion.stop_reason == "typed":
+            return True
         p = self.probability if self.chosen_probability is None else self.chosen_probability
-        return bool(self.completion.text.strip()) and p >= threshold
+        return p >= threshold
+
+
+def _as_candidate(c: Completion, req: CompletionRequest) -> Candidate:
+    """An `Engine.complete` answer as a candidate (no entropies: the gate uses its log-probability model)."""
+    return Candidate(completion=c, index=0, seed=req.seed, greedy=req.temperature <= 0, entropies=(), tokens=(),
+                     decoded_tokens=c.timings.decode_tokens)
 
 
 def adaptive_complete(
@@ -392,27 +403,49 @@ def adaptive_complete(
     policy: AdaptivePolicy | None = None,
     select: str = "auto",
     cancel: threading.Event | None = None,
+    use_engine_first: bool = False,
 ) -> AdaptiveResult:
-    """Greedy first; more samples only where the gate is unsure. The language server can call this instead of
-    `engine.complete` and use `result.probability` with `Gate.should_show` to hide likely-wrong suggestions."""
+    """Greedy first; more samples only where the gate is unsure.
+
+    `use_engine_first`: the first answer comes from `engine.complete` — with its completion cache, typed-through
+    answers and KV reuse, which is what an editor needs while the user types — instead of `sample`; a typed-through
+    answer is returned as is. The language server calls it this way and hides the answer unless
+    `result.should_show(threshold)`; when a sampled candidate wins it is remembered as the document's last
+    completion (`Engine.remember`), so typing through the shown suggestion is answered from it.
+    """
     from .gate import Gate
     from .selection import select as do_select
 
     gate = gate or Gate.load()
     policy = policy or AdaptivePolicy()
-    first_set = sample(engine, req, 1, include_greedy=True, cancel=cancel)
-    first = first_set.candidates[0]
-    p = gate.score(first, first_set.context)
+    ctx = engine.context_for(req)
+    if use_engine_first:
+        c = engine.complete(req, cancel=cancel)
+        first = _as_candidate(c, req)
+        t0 = c.timings
+        first_set = SampleSet([first], ctx, req, t0)
+        if c.stop_reason in ("typed", "cancelled"):
+            return AdaptiveResult(c, math.nan, first, first, 1, first.decoded_tokens, t0, first_set, math.nan)
+    else:
+        first_set = sample(engine, req, 1, include_greedy=True, cancel=cancel)
+        first = first_set.candidates[0]
+    p = gate.score(first, ctx)
     k = policy.samples_for(p)
     if k == 0 or first.completion.stop_reason == "cancelled" or (cancel is not None and cancel.is_set()):
         return AdaptiveResult(first.completion, p, first, first, 1, first.decoded_tokens, first_set.timings, first_set, p)
-    budget = max(policy.min_tokens, int(math.ceil(policy.token_factor * max(1, first.decoded_tokens))))
-    budget = min(budget, engine._max_tokens(req, first_set.context.mode))
+    # The first answer's length sets the others' token budget; an answer from the cache decoded nothing now, so
+    # its tokens are what it had cost.
+    n_first = first.decoded_tokens or len(first.completion.token_logprobs)
+    budget = max(policy.min_tokens, int(math.ceil(policy.token_factor * max(1, n_first))))
+    budget = min(budget, engine._max_tokens(req, ctx.mode))
     more = sample(engine, req, k, include_greedy=False, max_tokens=budget, cancel=cancel)
-    pool = [first] + [replace(c, index=i + 1) for i, c in enumerate(more.candidates)]
-    chosen = do_select(pool, first_set.context, method=select)
+    if cancel is not None and cancel.is_set():
+        return AdaptiveResult(first.completion, p, first, first, 1, first.decoded_tokens, first_set.timings, first_set, p)
+    pool = [first] + [replace(c, index=i + 1) for i, c in enumerate(more.candidates)
+                      if c.completion.stop_reason != "cancelled"]
+    chosen = do_select(pool, ctx, method=select)
     t = Timings(
-        prompt_tokens=first_set.timings.prompt_tokens,
+        prompt_tokens=first_set.timings.prompt_tokens or more.timings.prompt_tokens,
         prompt_reused=first_set.timings.prompt_reused,
         prompt_evaluated=first_set.timings.prompt_evaluated + more.timings.prompt_evaluated,
         prompt_ms=first_set.timings.prompt_ms + more.timings.prompt_ms,
@@ -420,8 +453,8 @@ def adaptive_complete(
         decode_ms=first_set.timings.decode_ms + more.timings.decode_ms,
         total_ms=first_set.timings.total_ms + more.timings.total_ms,
     )
-    merged = SampleSet(pool, first_set.context, req, t, first_set.batches + more.batches)
-    pc = p if chosen is first else gate.score(chosen, first_set.context)
+    merged = SampleSet(pool, ctx, req, t, first_set.batches + more.batches)
+    pc = p if chosen is first else gate.score(chosen, ctx)
     return AdaptiveResult(chosen.completion, p, chosen, first, 1 + k, t.decode_tokens, t, merged, pc)
 
 

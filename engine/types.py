@@ -67,7 +67,9 @@ class Completion:
 
     text: str
     range: Range
-    stop_reason: str  # eos | newline | dedent | suffix | blank | max_lines | max_tokens | time | cancelled | cache | empty
+    stop_reason: str  # eos | newline | dedent | suffix | blank | max_lines | max_tokens | time | cancelled | cache | typed | empty
+    # (cache: the same request was answered before; typed: the user typed the start of the document's last completion,
+    # this is the rest of it)
     mode: str  # "line" | "block"
     timings: Timings = field(default_factory=Timings)
     raw: str = ""  # model output before post-processing (after stop rules)

@@ -64,7 +64,7 @@ def test_typing_through_a_completion_uses_it(engine):
     ch = first.text[0]
     typed = doc.replace("return \n", "return " + ch + "\n")
     second = engine.complete(req(text=typed, line=1, character=12, document_id="typed"))
-    assert second.stop_reason == "cache"
+    assert second.stop_reason == "typed"
     assert second.text == first.text[1:].rstrip() or first.text.startswith(ch + second.text)
     assert second.timings.prompt_tokens == 0
 

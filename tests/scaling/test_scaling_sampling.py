@@ -111,3 +111,49 @@ def test_adaptive_with_the_shipped_gate(eng):
     assert r.probability == pytest.approx(gate.score(r.first, r.sample_set.context))
     assert r.should_show(0.0) == bool(r.completion.text.strip())
     assert not r.should_show(1.01)
+
+
+class FixedGate:
+    threshold = 0.5
+
+    def __init__(self, p):
+        self.p = p
+
+    def score(self, *_a, **_k):
+        return self.p
+
+
+def test_adaptive_from_the_engine_keeps_a_sure_answer_and_samples_when_unsure(eng):
+    r = req(document_id="adaptive-engine", use_cache=True)
+    plain = eng.complete(r)
+    sure = adaptive_complete(eng, r, gate=FixedGate(0.9), use_engine_first=True)
+    assert sure.n_samples == 1 and sure.completion.text == plain.text
+    assert sure.completion.stop_reason == "cache"  # the engine's own cache answered: no model work
+    unsure = adaptive_complete(eng, r, gate=FixedGate(0.1), use_engine_first=True,
+                               policy=AdaptivePolicy(confident=0.5, unsure=0.3, few=2, many=3))
+    assert unsure.n_samples == 4 and len(unsure.sample_set.candidates) == 4
+    assert unsure.sample_set.candidates[0].completion.text == plain.text
+    assert unsure.completion in [c.completion for c in unsure.sample_set.candidates]
+    assert not unsure.should_show(0.2) and unsure.should_show(0.05) == bool(unsure.completion.text.strip())
+
+
+def test_typed_through_answers_are_not_judged_again(eng):
+    r = req(document_id="adaptive-typed", use_cache=True)
+    first = eng.complete(r)
+    assert len(first.text) >= 2
+    typed = SRC.replace("    return \n", "    return " + first.text[0] + "\n", 1)
+    again = adaptive_complete(eng, req(text=typed, character=12, document_id="adaptive-typed", use_cache=True),
+                              gate=FixedGate(0.0), use_engine_first=True)
+    assert again.completion.stop_reason == "typed" and again.n_samples == 1
+    assert math.isnan(again.probability)
+    assert again.should_show(1.0)  # the user typed what the model predicted: shown whatever the threshold
+
+
+def test_remember_makes_a_shown_sample_answer_typing(eng):
+    r = req(document_id="remember", use_cache=True)
+    s = sample(eng, r, 3, include_greedy=False, temperature=1.0)
+    shown = next(c.completion for c in s.candidates if len(c.text) >= 2)
+    eng.remember(r, shown)
+    typed = SRC.replace("    return \n", "    return " + shown.text[0] + "\n", 1)
+    nxt = eng.complete(req(text=typed, character=12, document_id="remember", use_cache=True))
+    assert nxt.stop_reason == "typed" and shown.text.startswith(shown.text[0] + nxt.text)
