@@ -1,9 +1,13 @@
 """`textDocument/inlineCompletion` (LSP 3.18): ghost text.
 
-- Automatic triggers (the editor asks while you type) get one item, the greedy completion, as fast as possible.
-- Invoked triggers (the editor's "trigger inline suggestion") get several distinct alternatives to cycle through: the
-  greedy completion first, then samples (settings `suggestions`, `temperature`), duplicates dropped; sampling stops
-  after three decoding time budgets.
+- Automatic triggers (the editor asks while you type) get at most one item: the greedy completion, scored by the
+  confidence gate (engine/gate.py). When the gate is unsure of it, `adaptiveSamples` more candidates are decoded
+  together from the same prompt and the best one (selection `auto`) is taken; the answer is hidden when its
+  confidence is below `gateThreshold` (ghost text that is probably wrong costs the user a read and an Escape).
+  Answers typed through (the user typed what the last suggestion predicted) are shown without asking again.
+- Invoked triggers (the editor's "trigger inline suggestion") are never hidden: the greedy completion first, then
+  distinct alternatives to cycle through (settings `suggestions`, `temperature`), sampled together from one prompt
+  evaluation and ranked best first; sampling stops after three decoding time budgets.
 - `context.selectedCompletionInfo` (the item selected in the completion popup): the completion is computed as if
   that item was accepted, and every answer replaces the item's range and starts with its text, as the spec asks.
 - Each item's `range` is exactly what it replaces (usually the empty range at the cursor), in the negotiated encoding.
@@ -14,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -47,27 +50,9 @@ def register(server: "CodefillLanguageServer") -> None:
             engine = ls.engine_or_none()
             if engine is None or cancel.is_set():
                 return []
-            first = engine.complete(req, cancel=cancel)
-            if first.stop_reason == "cancelled":
-                return []
-            out = [first]
-            if n > 1:
-                # Samples for the alternatives: no document id (they must not supersede each other nor become the
-                # document's "last completion" that typing through is answered from); our cancel event stops them.
-                sample = replace(req, temperature=settings.temperature, top_p=0.95, use_cache=False, document_id=None)
-                seen = {first.text.rstrip()}
-                deadline = _sampling_deadline(settings, engine)
-                for seed in range(1, 2 * n + 1):
-                    if len(out) >= n or cancel.is_set() or (deadline is not None and time.monotonic() > deadline):
-                        break
-                    c = engine.complete(replace(sample, seed=seed), cancel=cancel)
-                    if c.stop_reason == "cancelled":
-                        break
-                    key = c.text.rstrip()
-                    if key and key not in seen:
-                        seen.add(key)
-                        out.append(c)
-            return [] if cancel.is_set() else out  # superseded meanwhile: the client no longer wants these
+            if invoked:
+                return _alternatives(engine, req, settings, n, cancel)
+            return _gated(ls, engine, req, settings, cancel)
 
         completions = await ls.run_model(("inline", doc.uri), job)
         items = []
@@ -80,10 +65,58 @@ def register(server: "CodefillLanguageServer") -> None:
         return types.InlineCompletionList(items=items)
 
 
-def _sampling_deadline(settings, engine) -> float | None:
-    """Alternatives stop being sampled after three decoding budgets (none when the budget is off): a person who asked
-    explicitly still gets an answer within a few seconds on a slow machine."""
+def _gated(ls: "CodefillLanguageServer", engine, req, settings, cancel) -> list:
+    """An automatic request: the engine's answer (cache, typed-through, KV reuse), scored by the confidence gate;
+    when the gate is unsure, `adaptiveSamples` more candidates share the prompt and the best one is taken; the
+    answer is hidden when its confidence stays below the threshold."""
+    gate = ls.gate
+    threshold = settings.gate_threshold if settings.gate_threshold is not None else (gate.threshold if gate else 0.0)
+    if gate is None or (threshold <= 0 and settings.adaptive_samples == 0):
+        c = engine.complete(req, cancel=cancel)
+        return [] if c.stop_reason == "cancelled" or cancel.is_set() else [c]
+    from codefill.engine.sampling import AdaptivePolicy, adaptive_complete
+
+    k = settings.adaptive_samples
+    policy = AdaptivePolicy(few=k, many=k) if k > 0 else AdaptivePolicy(confident=0.0, unsure=0.0, few=0, many=0)
+    r = adaptive_complete(engine, req, gate=gate, policy=policy, cancel=cancel, use_engine_first=True)
+    if r.completion.stop_reason == "cancelled" or cancel.is_set():
+        return []
+    if r.chosen is not r.first:
+        engine.remember(req, r.completion)  # typing through the shown candidate is answered from it
+    if not r.should_show(threshold):
+        log.debug("hidden: confidence %.3f < %.3f (%d candidates) for %r", r.chosen_probability, threshold,
+                  r.n_samples, r.completion.text[:40])
+        return []
+    return [r.completion]
+
+
+def _alternatives(engine, req, settings, n: int, cancel) -> list:
+    """An invoked request: the engine's answer first, then up to n-1 distinct alternatives sampled together from the
+    same prompt (one evaluation shared by all), best first. Not gated: the user asked."""
+    from codefill.engine.sampling import sample
+    from codefill.engine.selection import normalize, rank
+
+    first = engine.complete(req, cancel=cancel)
+    if first.stop_reason == "cancelled" or cancel.is_set():
+        return []
+    out = [first]
+    if n <= 1:
+        return out
+    # Sampling stops after three decoding budgets (none when the budget is off): a person who asked explicitly
+    # still gets an answer within a few seconds on a slow machine.
     budget = settings.time_budget_ms
     if budget == -1.0:
         budget = engine.config.decode.time_budget_ms
-    return None if budget is None else time.monotonic() + 3 * budget / 1000.0
+    samples = replace(req, temperature=settings.temperature, top_p=0.95, use_cache=False, seed=req.seed + 1,
+                      time_budget_ms=None if budget is None else 3 * budget)
+    s = sample(engine, samples, 2 * (n - 1), include_greedy=False, cancel=cancel)
+    if cancel.is_set():
+        return []
+    language = getattr(s.context, "language", None)
+    seen = {normalize(first.text, language)}
+    for cand in rank([c for c in s.candidates if c.completion.stop_reason != "cancelled"], s.context, "auto"):
+        key = normalize(cand.text, language)
+        if cand.text.strip() and key not in seen and len(out) < n:
+            seen.add(key)
+            out.append(cand.completion)
+    return out

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _tokens = itertools.count(1)
+SEQUENCES = 8
 
 
 class ModelHolder:
@@ -82,7 +83,10 @@ class ModelHolder:
         if old is not None:
             old.close()
         try:
-            config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size)
+            # Several sequences: alternatives and adaptive samples decode together from one prompt (they share the
+            # KV cells of the prompt, so this costs no memory).
+            config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size,
+                                                   n_seq=SEQUENCES)
             self.engine = Engine.load(config, progress=progress, model=settings.model)
             self.error = None
             log.info("loaded %s", self.engine.model_path)

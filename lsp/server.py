@@ -94,6 +94,8 @@ class CodefillLanguageServer(LanguageServer):
         self.initialized = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._latest: dict[Hashable, threading.Event] = {}  # per document: the cancel event of the newest request
+        self.gate = None  # the confidence gate (engine/gate.py); None: automatic suggestions are not gated
+        self._gate_file: object = _UNSET
 
     # ------------------------------------------------------------ helpers
     @property
@@ -142,8 +144,25 @@ class CodefillLanguageServer(LanguageServer):
             log.warning("%s", p)
             self.show_to_client(types.MessageType.Warning, f"codefill: {p}")
         self.settings = settings
+        self._load_gate(settings.gate_file)
         if self.initialized:
             self.model.ensure(self, settings)
+
+    def _load_gate(self, path: str | None) -> None:
+        """The gate file named in the settings (default: the shipped one); one that cannot be read is reported once
+        and automatic suggestions are then shown ungated."""
+        if path == self._gate_file:
+            return
+        self._gate_file = path
+        from codefill.engine.gate import Gate
+
+        try:
+            self.gate = Gate.load(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.gate = None
+            text = f"codefill: cannot read the gate file {path or '(shipped)'}: {exc}; suggestions are not gated"
+            log.warning("%s", text)
+            self.show_to_client(types.MessageType.Warning, text)
 
     def wants_completion_fallback(self, caps: types.ClientCapabilities | None) -> bool:
         if self.settings.completion_fallback is not None:
@@ -182,6 +201,9 @@ class CodefillLanguageServer(LanguageServer):
         finally:
             if self._latest.get(key) is cancel:
                 del self._latest[key]
+
+
+_UNSET = object()
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -12,6 +12,12 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     temperature      sampling temperature of those alternatives (default 0.7)
     threads, contextSize   llama.cpp threads and context size
     snippets         other open documents given to the model as context (default 4; 0: none)
+    gateThreshold    hide automatic suggestions whose confidence (the gate's probability that the completion is
+                     right) is below this; 0 shows everything; null (default): the gate file's threshold (0.389 for the
+                     shipped gate, which keeps 80% of the right answers)
+    adaptiveSamples  extra candidates decoded (sharing the prompt) when the gate is unsure of the first answer, the
+                     best one shown instead; 0: never (default 7)
+    gateFile         a gate fitted for your model (JSON, see bench/scaling_gate.py); default: the shipped one
     completionFallback  offer `textDocument/completion` too: true, false, or null (default) for "only when the client
                      has no inline completion" (decided at `initialize`)
 
@@ -40,6 +46,9 @@ class Settings:
     context_size: int | None = None
     snippets: int = 4
     completion_fallback: bool | None = None
+    gate_threshold: float | None = None  # None: the gate file's threshold
+    adaptive_samples: int = 7
+    gate_file: str | None = None
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
@@ -104,6 +113,28 @@ def _count(v):
     return v
 
 
+def _threshold(v):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ValueError("a probability in [0, 1], or null for the gate's own threshold")
+    return float(v)
+
+
+def _samples(v):
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 32:
+        raise ValueError("an integer from 0 to 32")
+    return v
+
+
+def _path(v):
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise ValueError("a file path")
+    return v
+
+
 def _opt_bool(v):
     return None if v is None else _bool(v)
 
@@ -118,6 +149,7 @@ _PARSERS = {
     "model": _model, "max_tokens": _opt_pos_int, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
     "disabled_languages": _langs, "suggestions": _pos_int, "temperature": _temperature, "threads": _opt_pos_int,
     "context_size": _opt_pos_int, "snippets": _count, "completion_fallback": _opt_bool,
+    "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path,
 }
 
 

@@ -41,7 +41,7 @@ local function body()
   vim.opt.runtimepath:append(os.getenv('CODEFILL_RTP'))
   vim.lsp.config('codefill', {
     cmd = { os.getenv('CODEFILL_PYTHON'), '-m', 'codefill', 'lsp' },
-    init_options = { threads = 1, timeBudgetMs = vim.NIL, suggestions = 3 },
+    init_options = { threads = 1, timeBudgetMs = vim.NIL, suggestions = 3, gateThreshold = 0, adaptiveSamples = 0 },
   })
   vim.lsp.enable('codefill')
   vim.cmd('filetype on') -- normally switched on after the init file; vim.lsp.enable attaches on FileType

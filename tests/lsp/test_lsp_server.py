@@ -22,7 +22,9 @@ from pytest_lsp.client import make_test_lsp_client
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 SERVER = [sys.executable, "-m", "codefill", "lsp"]
-OPTIONS = {"threads": 1, "timeBudgetMs": None}
+# The confidence gate and adaptive samples are off here so that answers compare with `codefill complete`;
+# test_the_gate_hides_what_it_judges_likely_wrong switches them on.
+OPTIONS = {"threads": 1, "timeBudgetMs": None, "gateThreshold": 0, "adaptiveSamples": 0}
 CAPS = types.ClientCapabilities(
     window=types.WindowClientCapabilities(work_done_progress=True),
     text_document=types.TextDocumentClientCapabilities(
@@ -268,6 +270,37 @@ async def test_settings_disable_a_language_and_switch_to_single_lines(client: La
     assert one.items and "\n" not in one.items[0].insert_text.strip("\n")
     # a bad value is reported, not applied
     assert any("maxTokens" in m.message for m in client.messages if m.type == types.MessageType.Warning)
+
+
+async def test_the_gate_hides_what_it_judges_likely_wrong(client: LanguageClient, tmp_path):
+    """Automatic suggestions are hidden when the gate's confidence (printed by `codefill complete --json`) is below
+    `gateThreshold`; invoked ones never are; adaptive samples give an answer where the gate is unsure."""
+    text = "def celsius_to_fahrenheit(c):\n    return \n"
+    path = tmp_path / "temps.py"
+    path.write_text(text, encoding="utf-8")
+    cli = cli_complete(path, 1, 11)
+    p = cli["confidence"]
+    assert cli["text"] and 0.0 < p < 1.0
+
+    def configure(**kw):
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"codefill": kw}))
+
+    try:
+        async with opened(client, path, text) as uri:
+            configure(gateThreshold=min(1.0, p + 0.01), adaptiveSamples=0)
+            hidden = await client.text_document_inline_completion_async(inline_params(uri, 1, 11))
+            asked = await client.text_document_inline_completion_async(inline_params(uri, 1, 11, invoked=True))
+            configure(gateThreshold=max(0.0, p - 0.01))
+            shown = await client.text_document_inline_completion_async(inline_params(uri, 1, 11))
+            configure(gateThreshold=0, adaptiveSamples=4)
+            adaptive = await client.text_document_inline_completion_async(inline_params(uri, 1, 11))
+    finally:
+        configure(gateThreshold=0, adaptiveSamples=0)
+    assert list(hidden.items) == []
+    assert asked.items and asked.items[0].insert_text == cli["text"]
+    assert [i.insert_text for i in shown.items] == [cli["text"]]
+    assert len(adaptive.items) == 1 and adaptive.items[0].insert_text.strip()
+    assert not [m for m in client.messages if "gate" in m.message]  # the shipped gate file was read
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="function")

@@ -37,7 +37,8 @@ async def test_tcp_server_answers_inline_completions(tmp_path):
         else:
             pytest.fail("the server never listened")
         result = await client.initialize_async(types.InitializeParams(
-            capabilities=types.ClientCapabilities(), initialization_options={"threads": 1, "timeBudgetMs": None}))
+            capabilities=types.ClientCapabilities(), initialization_options={"threads": 1, "timeBudgetMs": None,
+                                                                     "gateThreshold": 0}))
         assert result.capabilities.inline_completion_provider is not None
         assert result.capabilities.completion_provider is not None  # no inline completion here: the fallback
         client.initialized(types.InitializedParams())

@@ -29,6 +29,9 @@ function serverSettings(): Record<string, unknown> {
     enable: c.get<boolean>('enable', true),
     disabledLanguages: c.get<string[]>('disabledLanguages', []),
     threads: c.get<number | null>('threads') ?? null,
+    gateThreshold: c.get<number | null>('gateThreshold') ?? null,
+    adaptiveSamples: c.get<number>('adaptiveSamples', 7),
+    gateFile: c.get<string | null>('gateFile') || null,
   };
 }
 
