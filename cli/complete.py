@@ -15,10 +15,10 @@ from .common import load_engine, parse_location
 def complete(
     location: str = typer.Argument(..., metavar="FILE:LINE[:COL]", help="1-based position; COL defaults to the end of the line."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file (default: configured model, else the embedded one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print text, replace range, stop reason, timings as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print text, replace range, stop reason, timings and confidence as JSON."),
     mode: str = typer.Option("auto", help="auto | line | block"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens to generate at most (default 128)."),
-    time_budget_ms: float = typer.Option(None, "--time-budget", help="Stop decoding after this many ms (default 1500; 0 = none)."),
+    time_budget_ms: float = typer.Option(None, "--time-budget", help="Stop decoding after this many ms (default 1000; 0 = none)."),
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     ctx: int = typer.Option(None, "--ctx", help="Context size in tokens (default 4096)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
@@ -51,6 +51,9 @@ def complete(
         text=text, line=line, character=col, path=path, mode=mode, max_tokens=max_tokens,
         time_budget_ms=budget, temperature=temperature, seed=seed,
     )
+    from codefill.engine.gate import Gate
+
+    gate = Gate.load()
     extra = None
     if samples > 1:
         from codefill.engine.sampling import sample
@@ -65,7 +68,7 @@ def complete(
             "candidates": [
                 {"index": c.index, "text": c.text, "greedy": c.greedy, "stop_reason": c.completion.stop_reason,
                  "logprob_mean": round(mean_logprob(c), 4) if c.token_logprobs else None,
-                 "decoded_tokens": c.decoded_tokens}
+                 "confidence": round(gate.score(c, s.context), 4), "decoded_tokens": c.decoded_tokens}
                 for c in s.candidates
             ],
             "cost": s.timings.to_dict() | {"batches": s.batches, "candidates": len(s.candidates)},
@@ -75,6 +78,8 @@ def complete(
     if as_json:
         out = result.to_dict()
         out["family"] = engine.family
+        # The confidence gate's probability that the completion is right (what the language server hides by).
+        out["confidence"] = round(gate.score(result, engine.context_for(req)), 4)
         if extra is not None:
             out.update(extra)
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
