@@ -8,6 +8,10 @@ characters at a time, each edit sent as an incremental `textDocument/didChange` 
 JSON-RPC, position conversion and the worker hand-off on top of the engine. Printed, not asserted.
 
     python bench/lsp_latency.py /usr/lib/python3.11/argparse.py --lines 20 --every 3 --threads 2
+
+Quality of what is shown: a suggestion counts as right when its first line is the rest of the file's real line (what
+the person was about to type). `--gate-threshold` / `--adaptive-samples` set the confidence gate; compare a run with
+`--gate-threshold 0 --adaptive-samples 0` (everything shown) to see what the gate hides and what adaptive samples add.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ async def run(args) -> dict:
     options = {"threads": args.threads, "model": args.model, "snippets": 0}
     if args.time_budget is not None:
         options["timeBudgetMs"] = None if args.time_budget <= 0 else args.time_budget
+    if args.gate_threshold is not None:
+        options["gateThreshold"] = args.gate_threshold
+    if args.adaptive_samples is not None:
+        options["adaptiveSamples"] = args.adaptive_samples
     options = {k: v for k, v in options.items() if v is not None}
 
     client = LanguageClient("codefill-bench", "0")
@@ -90,7 +98,8 @@ async def run(args) -> dict:
     current, version = text, 1
     new_ms: list[float] = []
     typing_ms: list[float] = []
-    empty = 0
+    empty = right = 0
+    original = text.split("\n")
     steps = list(typing_session(text, args.lines, args.every, args.seed))
     start = time.perf_counter()
     for step in steps:
@@ -106,7 +115,10 @@ async def run(args) -> dict:
         res = await request(uri, pos)
         ms = (time.perf_counter() - t0) * 1000
         (new_ms if step.kind == "new" else typing_ms).append(ms)
-        empty += not (res and res.items and res.items[0].insert_text)
+        shown = res.items[0].insert_text if res and res.items else ""
+        empty += not shown
+        rest = original[step.line][step.character:]
+        right += bool(shown.strip()) and shown.split("\n")[0].rstrip() == rest.rstrip()
     wall = time.perf_counter() - start
     await client.shutdown_async(None)
     client.exit(None)
@@ -115,6 +127,9 @@ async def run(args) -> dict:
         "file": args.file,
         "requests": len(steps),
         "empty_answers": empty,
+        "shown": len(steps) - empty,
+        "shown_right": right,  # first line of the suggestion = the rest of the real line
+        "precision": round(right / max(1, len(steps) - empty), 3),
         "first_request_with_model_load_ms": round(load_ms, 1),
         "new_position_p50_ms": round(percentile(new_ms, 50), 1),
         "new_position_p95_ms": round(percentile(new_ms, 95), 1),
@@ -134,6 +149,8 @@ def main() -> None:
     p.add_argument("--model", default=None)
     p.add_argument("--time-budget", type=float, default=None, help="ms of decoding per completion; 0: none "
                    "(default: the engine's)")
+    p.add_argument("--gate-threshold", type=float, default=None, help="the server's gateThreshold (0: show all)")
+    p.add_argument("--adaptive-samples", type=int, default=None, help="the server's adaptiveSamples (0: never)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     args = p.parse_args()
     out = asyncio.run(run(args))
