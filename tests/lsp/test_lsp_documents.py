@@ -90,12 +90,13 @@ def test_settings_merge_camel_case_sections_and_report_bad_values():
 
 
 def test_gate_settings_parse_and_bad_values_keep_the_old_ones():
-    assert (Settings().gate_threshold, Settings().adaptive_samples, Settings().gate_file) == (None, 7, None)
+    assert (Settings().gate_threshold, Settings().adaptive_samples, Settings().gate_file) == (None, None, None)
     s, problems = merge(Settings(), {"gateThreshold": 0.5, "adaptiveSamples": 0, "gateFile": "/tmp/g.json"})
     assert (s.gate_threshold, s.adaptive_samples, s.gate_file) == (0.5, 0, "/tmp/g.json") and not problems
     s2, problems = merge(s, {"gateThreshold": 1.5, "adaptiveSamples": -1})
     assert (s2.gate_threshold, s2.adaptive_samples) == (0.5, 0) and len(problems) == 2
-    assert merge(s, {"gateThreshold": None})[0].gate_threshold is None  # back to the gate file's threshold
+    back = merge(s, {"gateThreshold": None, "adaptiveSamples": None})[0]
+    assert (back.gate_threshold, back.adaptive_samples) == (None, None)  # back to the defaults
 
 
 def test_edits_always_give_the_completed_document():

@@ -11,6 +11,6 @@ return {
     -- model = '~/models/qwen2.5-coder-1.5b-q8_0.gguf',  -- default: the configured model, else the embedded one
     -- maxTokens = 128, mode = 'auto' ('line' | 'block'), timeBudgetMs = 1000, suggestions = 3,
     -- disabledLanguages = { 'markdown', 'text' },
-    -- gateThreshold = 0.389 (hide likely-wrong ghost text; 0: show all), adaptiveSamples = 7 (0: never resample),
+    -- gateThreshold = 0.389 (hide likely-wrong ghost text; 0: show all), adaptiveSamples = 7 (default: 7 on a GPU, 0 on a CPU),
   },
 }
