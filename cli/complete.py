@@ -21,6 +21,7 @@ def complete(
     time_budget_ms: float = typer.Option(None, "--time-budget", help="Stop decoding after this many ms (default 1000; 0 = none)."),
     threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     ctx: int = typer.Option(None, "--ctx", help="Context size in tokens (default 4096)."),
+    prefix_tokens: int = typer.Option(None, "--prefix-tokens", min=32, help="Tokens of text before the cursor in the prompt (default 512 on a CPU, 2048 on a GPU); fewer answer sooner at a new position (bench/prompt_budget.py)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", "-n", help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
@@ -43,7 +44,8 @@ def complete(
 
     if select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
-    engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None)
+    engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None,
+                         prefix_tokens=prefix_tokens)
     budget = -1.0 if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
     if samples > 1 and time_budget_ms is None:
         budget = None  # the default budget is one completion's; several candidates decode together

@@ -11,6 +11,8 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     suggestions      alternatives for an explicitly invoked inline completion (default 3)
     temperature      sampling temperature of those alternatives (default 0.7)
     threads, contextSize   llama.cpp threads and context size
+    prefixTokens     tokens of text before the cursor in the prompt (default: 512 on a CPU, 2048 on a GPU); fewer
+                     answer sooner at a new position, at some cost in quality (bench/prompt_budget.py)
     snippets         other open documents given to the model as context (default 4; 0: none)
     gateThreshold    hide automatic suggestions whose confidence (the gate's probability that the completion is
                      right) is below this; 0 shows everything; null (default): the gate file's threshold (0.389 for the
@@ -46,6 +48,7 @@ class Settings:
     temperature: float = 0.7
     threads: int | None = None
     context_size: int | None = None
+    prefix_tokens: int | None = None
     snippets: int = 4
     completion_fallback: bool | None = None
     gate_threshold: float | None = None  # None: the gate file's threshold
@@ -54,7 +57,7 @@ class Settings:
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
-        return (self.model, self.threads, self.context_size)
+        return (self.model, self.threads, self.context_size, self.prefix_tokens)
 
     def enabled_for(self, language: str | None) -> bool:
         return self.enable and (language or "") not in self.disabled_languages
@@ -109,6 +112,14 @@ def _model(v):
     return v
 
 
+def _prefix(v):
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 32:
+        raise ValueError("a number of tokens (at least 32), or null for the default")
+    return v
+
+
 def _count(v):
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ValueError("a non-negative integer")
@@ -152,7 +163,7 @@ def _temperature(v):
 _PARSERS = {
     "model": _model, "max_tokens": _opt_pos_int, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
     "disabled_languages": _langs, "suggestions": _pos_int, "temperature": _temperature, "threads": _opt_pos_int,
-    "context_size": _opt_pos_int, "snippets": _count, "completion_fallback": _opt_bool,
+    "context_size": _opt_pos_int, "prefix_tokens": _prefix, "snippets": _count, "completion_fallback": _opt_bool,
     "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path,
 }
 

@@ -39,6 +39,19 @@ def test_complete_json_agrees_with_the_engine(source, engine):
     assert out["text"] == direct.text
 
 
+def test_prefix_tokens_bound_the_prompt_and_confidence_is_printed(tmp_path):
+    long = tmp_path / "long.py"
+    long.write_text("".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(200)) + "def g(x):\n    return \n",
+                    encoding="utf-8")
+    line = 802  # "    return " of g, 1-based
+    small = json.loads(run("complete", f"{long}:{line}:12", "--json", "--time-budget", "0", "--max-tokens", "4",
+                           "--prefix-tokens", "64").stdout)
+    big = json.loads(run("complete", f"{long}:{line}:12", "--json", "--time-budget", "0", "--max-tokens", "4").stdout)
+    assert 0 < small["timings"]["prompt_tokens"] <= 64 + 2 < big["timings"]["prompt_tokens"]
+    assert 0.0 <= small["confidence"] <= 1.0 and 0.0 <= big["confidence"] <= 1.0
+    assert run("complete", f"{long}:{line}:12", "--prefix-tokens", "8").returncode == 2
+
+
 def test_complete_plain_prints_the_text(source):
     proc = run("complete", f"{source}:5:12", "--time-budget", "0")
     assert proc.returncode == 0, proc.stderr

@@ -95,6 +95,9 @@ def test_gate_settings_parse_and_bad_values_keep_the_old_ones():
     assert (s.gate_threshold, s.adaptive_samples, s.gate_file) == (0.5, 0, "/tmp/g.json") and not problems
     s2, problems = merge(s, {"gateThreshold": 1.5, "adaptiveSamples": -1})
     assert (s2.gate_threshold, s2.adaptive_samples) == (0.5, 0) and len(problems) == 2
+    p, problems = merge(s, {"prefixTokens": 256})
+    assert p.prefix_tokens == 256 and p.model_key() != s.model_key() and not problems  # a new budget reloads
+    assert merge(s, {"prefixTokens": 8})[1]
     back = merge(s, {"gateThreshold": None, "adaptiveSamples": None})[0]
     assert (back.gate_threshold, back.adaptive_samples) == (None, None)  # back to the defaults
 

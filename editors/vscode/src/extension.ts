@@ -29,6 +29,7 @@ function serverSettings(): Record<string, unknown> {
     enable: c.get<boolean>('enable', true),
     disabledLanguages: c.get<string[]>('disabledLanguages', []),
     threads: c.get<number | null>('threads') ?? null,
+    prefixTokens: c.get<number | null>('prefixTokens') ?? null,
     gateThreshold: c.get<number | null>('gateThreshold') ?? null,
     adaptiveSamples: c.get<number | null>('adaptiveSamples') ?? null,
     gateFile: c.get<string | null>('gateFile') || null,
