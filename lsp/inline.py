@@ -3,7 +3,8 @@
 - Automatic triggers (the editor asks while you type) get at most one item: the greedy completion, scored by the
   confidence gate (engine/gate.py). When the gate is unsure of it, `adaptiveSamples` more candidates (default: 7
   with a GPU, none on a CPU, where they cost more latency than they are worth) are decoded together from the same
-  prompt and the best one (selection `auto`) is taken; the answer is hidden when its confidence is below `gateThreshold` (ghost text that is probably wrong costs the user a read and an Escape).
+  prompt and the best one (selection `auto`) is taken; the answer is hidden when its confidence is below
+  `gateThreshold` (ghost text that is probably wrong costs the user a read and an Escape).
   Answers typed through (the user typed what the last suggestion predicted) are shown without asking again.
 - Invoked triggers (the editor's "trigger inline suggestion") are never hidden: the greedy completion first, then
   distinct alternatives to cycle through (settings `suggestions`, `temperature`), sampled together from one prompt
