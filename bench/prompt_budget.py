@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             print("note: the model runs on a GPU; budgets are used as given", file=sys.stderr)
         em, sim, ptoks, pms, total = [], [], [], [], []
         for i, task in enumerate(tasks):
-            engine.runtime.truncate(0, 0)  # a cold new position: nothing of the prompt is in the KV cache
+            engine.runtime.clear()  # a cold new position: nothing of the prompt is in the KV cache
             t0 = time.perf_counter()
             c = engine.complete(request_for(task))
             total.append((time.perf_counter() - t0) * 1000)

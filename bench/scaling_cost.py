@@ -42,14 +42,14 @@ def main():
     for t in tasks:
         req = request_for(t, completion_mode="line", temperature=0.8, top_p=0.95)
         for n in ns:
-            engine.runtime.truncate(0, 0)  # cold prompt
+            engine.runtime.clear()  # cold prompt
             s = sample(engine, req, n)
             rows[n]["total_ms"].append(s.timings.total_ms)
             rows[n]["decode_ms"].append(s.timings.decode_ms)
             rows[n]["prompt_ms"].append(s.timings.prompt_ms)
             rows[n]["tokens"].append(s.timings.decode_tokens)
         for n in ns:  # the naive loop: complete() n times (prompt reused from the KV cache after the first)
-            engine.runtime.truncate(0, 0)
+            engine.runtime.clear()
             t0 = time.perf_counter()
             for i in range(n):
                 engine.complete(replace(req, seed=req.seed + i, use_cache=False))
@@ -84,7 +84,7 @@ def main():
     score_us = (time.perf_counter() - t0) / reps * 1e6
     logits = engine.runtime.logits(0) if 0 in engine.runtime._logits_idx else None
     if logits is None:
-        engine.runtime.truncate(0, 0)
+        engine.runtime.clear()
         engine.runtime.sync(engine._fit(engine.prompt_for(s.context).tokens, 64), 0)
         logits = engine.runtime.logits(0)
     sampler = Sampler(0.0)

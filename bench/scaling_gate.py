@@ -73,7 +73,7 @@ def entropy_and_completion_cost(tasks, n: int, threads: int) -> dict:
         lat, toks, logits = [], [], []
         for t in tasks[:n]:
             req = request_for(by_id[t["id"]], completion_mode="line")
-            engine.runtime.truncate(0, 0)  # cold prompt, as for a fresh place in a file
+            engine.runtime.clear()  # cold prompt, as for a fresh place in a file
             t0 = time.perf_counter()
             c = engine.complete(req)
             lat.append((time.perf_counter() - t0) * 1000)

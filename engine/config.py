@@ -41,6 +41,9 @@ class EngineConfig:
     n_threads: int | None = None  # None: leave a core to the editor (see llama.default_threads)
     n_gpu_layers: int = -1  # -1: everything on the GPU when llama.cpp was built with Metal/CUDA
     n_seq: int = 1  # parallel sequences (repeated sampling uses more)
+    # Warm windows: prompts of places recently left stay in the KV cache (sharing its n_ctx cells, at most three
+    # quarters of them with the current prompt), so going back to one of them does not evaluate its prompt again.
+    windows: int = 6
     spm: bool | None = None  # suffix-first FIM order; None: the family's default
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)

@@ -85,6 +85,7 @@ class Engine:
             n_threads=config.n_threads,
             n_gpu_layers=config.n_gpu_layers,
             n_seq=config.n_seq,
+            windows=config.windows,
             progress=progress,
         )
         config = replace(config, model_path=path)

@@ -98,6 +98,13 @@ def default_threads() -> int:
     return max(1, n - 1) if n <= 4 else n // 2
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n, limit = 0, min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
 class LlamaRuntime:
     """One model, one context, `n_seq` sequences sharing the KV cache. Not thread-safe: callers serialise."""
 
@@ -110,6 +117,7 @@ class LlamaRuntime:
         n_threads: int | None = None,
         n_gpu_layers: int = -1,
         n_seq: int = 1,
+        windows: int = 0,
         vocab_only: bool = False,
         use_extra_bufts: bool | None = None,
         progress: Callable[[float], None] | None = None,
@@ -155,7 +163,11 @@ class LlamaRuntime:
         self.n_ctx = 0
         self.n_batch = n_batch
         self.n_seq = n_seq
-        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq)]
+        # Warm windows: sequences n_seq … n_seq+windows-1 keep prompts that sequence 0 moved away from (see
+        # `sync`), so that going back to a recent place in a file re-uses its KV cache instead of evaluating it again.
+        self.windows = max(0, windows)
+        self._slots = list(range(n_seq, n_seq + self.windows))  # least recently used first
+        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq + self.windows)]
         self._logits_idx: dict[int, int] = {}
         self._piece_cache: dict[int, bytes] = {}
         if vocab_only:
@@ -165,13 +177,16 @@ class LlamaRuntime:
         cp.n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
         cp.n_batch = n_batch
         cp.n_ubatch = n_batch
-        cp.n_seq_max = n_seq
+        cp.n_seq_max = n_seq + self.windows
         self.n_threads = n_threads or default_threads()
         cp.n_threads = self.n_threads
         cp.n_threads_batch = self.n_threads
         cp.no_perf = True
         if hasattr(cp, "kv_unified"):
             cp.kv_unified = True  # sequences share one cache of n_ctx cells (needed to copy a prompt between them)
+        elif self.windows:
+            self.windows, self._slots = 0, []  # per-sequence caches cannot share cells: no warm windows
+            cp.n_seq_max = n_seq
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             detail = last_llama_errors()
@@ -181,7 +196,7 @@ class LlamaRuntime:
         self.n_ctx = L.llama_n_ctx(self.ctx)
         self.mem = L.llama_get_memory(self.ctx)
         self._batch_cap = max(n_batch, n_seq)
-        self._batch = L.llama_batch_init(self._batch_cap, 0, n_seq)
+        self._batch = L.llama_batch_init(self._batch_cap, 0, n_seq + self.windows)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -309,6 +324,8 @@ class LlamaRuntime:
                 b.seq_id[i][0] = seq
                 b.logits[i] = want
             rc = L.llama_decode(self.ctx, b)
+            if rc == 1 and self._drop_windows():  # no room in the KV cache: the warm windows give theirs back
+                rc = L.llama_decode(self.ctx, b)
             if rc != 0:
                 raise ModelLoadError(f"llama_decode failed ({rc}): the context may be full (n_ctx={self.n_ctx})")
             for i, (_tok, _pos, seq, want) in enumerate(chunk):
@@ -319,17 +336,17 @@ class LlamaRuntime:
         """Make sequence `seq` hold exactly `tokens` and compute the logits after the last one.
 
         Only the tokens after the longest common prefix with what the sequence already holds are evaluated.
+        With warm windows (sequence 0 only): a prompt that shares more with a kept window than with sequence 0 starts
+        from that window, and what sequence 0 held is kept in a window before it is overwritten.
         Returns (reused, evaluated).
         """
         if not tokens:
             raise ValueError("empty prompt")
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context ({self.n_ctx})")
-        cached = self._seq_tokens[seq]
-        n = 0
-        limit = min(len(cached), len(tokens))
-        while n < limit and cached[n] == tokens[n]:
-            n += 1
+        n = _common_prefix(self._seq_tokens[seq], tokens)
+        if seq == 0 and self._slots:
+            n = self._switch_window(tokens, n)
         if n == len(tokens):  # everything cached: re-evaluate the last token to get its logits
             n -= 1
         self.L.llama_memory_seq_rm(self.mem, seq, n, -1)
@@ -340,6 +357,69 @@ class LlamaRuntime:
         self._decode_batch(items)
         self._seq_tokens[seq].extend(rest)
         return n, len(rest)
+
+    # ------------------------------------------------------------ warm windows
+    WINDOW_MIN_TOKENS = 64  # a window shorter than this is not worth keeping, a gain smaller than this not worth a switch
+
+    def _switch_window(self, tokens: Sequence[int], n: int) -> int:
+        """Before sequence 0 is synced to `tokens` (sharing `n` tokens with it): keep what it holds in a window if that
+        is about to be lost, and start from the window that shares the most with `tokens` if it beats sequence 0.
+        Returns the new common prefix of sequence 0 and `tokens`."""
+        best, best_n = None, n
+        for slot in self._slots:
+            m = _common_prefix(self._seq_tokens[slot], tokens)
+            if m > best_n:
+                best, best_n = slot, m
+        if best is not None and best_n < n + self.WINDOW_MIN_TOKENS:
+            best = None
+        if best is not None:
+            self._keep(best)  # before any eviction below
+        current = self._seq_tokens[0]
+        lost = len(current) if best is not None else len(current) - n  # a switch replaces all of sequence 0
+        if len(current) >= self.WINDOW_MIN_TOKENS and lost >= self.WINDOW_MIN_TOKENS and not self._kept(current):
+            slot = next((s for s in self._slots if s != best), None)  # the least recently used
+            if slot is not None:
+                self._keep(slot)
+                self.copy_seq(0, slot)
+                self._logits_idx.pop(slot, None)
+                self._fit_windows(len(tokens) - (best_n if best is not None else n))
+        if best is None or not self._seq_tokens[best]:
+            return _common_prefix(self._seq_tokens[0], tokens)
+        self.copy_seq(best, 0)
+        self._logits_idx.pop(0, None)
+        return best_n
+
+    def _kept(self, toks: list[int]) -> bool:
+        """Some window already holds (nearly) all of `toks`."""
+        return any(_common_prefix(self._seq_tokens[s], toks) >= len(toks) - self.WINDOW_MIN_TOKENS for s in self._slots
+                   if self._seq_tokens[s])
+
+    def _keep(self, slot: int) -> None:
+        self._slots.remove(slot)
+        self._slots.append(slot)  # most recently used last
+
+    def _fit_windows(self, incoming: int) -> None:
+        """Windows and the `incoming` new cells of the prompt may take three quarters of the cache; the least recently
+        used windows go first. The last quarter is for decoding (several candidates when sampling); should it still
+        run out, `_decode_batch` drops the windows and tries again."""
+        while sum(len(self._seq_tokens[s]) for s in self._slots) + incoming > self.n_ctx * 3 // 4:
+            victim = next((s for s in self._slots if self._seq_tokens[s]), None)
+            if victim is None:
+                return
+            self.truncate(victim, 0)
+
+    def clear(self) -> None:
+        """Forget every sequence, warm windows included (the next prompt is evaluated in full)."""
+        for seq in range(len(self._seq_tokens)):
+            self.truncate(seq, 0)
+
+    def _drop_windows(self) -> bool:
+        dropped = False
+        for slot in self._slots:
+            if self._seq_tokens[slot]:
+                self.truncate(slot, 0)
+                dropped = True
+        return dropped
 
     def decode_one(self, token: int, seq: int = 0) -> None:
         pos = len(self._seq_tokens[seq])

@@ -69,6 +69,45 @@ def test_typing_through_a_completion_uses_it(engine):
     assert second.timings.prompt_tokens == 0
 
 
+LONG = "".join(f"def scale_{i}(value):\n    factor = {i * 7 % 13} + len(str(value))\n    return value * factor\n\n\n"
+               for i in range(120))
+
+
+def test_going_back_to_a_recent_place_reuses_its_prompt(engine):
+    """Warm windows: the prompt of a place left a moment ago stays in the KV cache, so coming back is cheap — and
+    gives exactly the answer a cold prompt gives."""
+    rt = engine.runtime
+    assert rt.windows > 0
+    lines = LONG.split("\n")
+    a, b = 302, 562  # "    return value * factor" lines far apart: their prompt windows share nothing
+    assert lines[a].startswith("    return") and lines[b].startswith("    return")
+    here = dict(text=LONG, character=11, document_id="warm", use_cache=False, max_tokens=6)
+    rt.clear()
+    first = engine.complete(req(line=a, **here))
+    assert first.timings.prompt_evaluated == first.timings.prompt_tokens > 200
+    other = engine.complete(req(line=b, **here))
+    assert other.timings.prompt_reused < 10  # a new place
+    back = engine.complete(req(line=a, **here))
+    assert back.timings.prompt_reused >= back.timings.prompt_tokens - 2 and back.timings.prompt_evaluated <= 2
+    assert back.text == first.text
+    # the last prompt token is evaluated alone here and inside a 400-token batch before: llama.cpp's batch-size
+    # dependent rounding, as for any KV reuse
+    assert back.token_logprobs == pytest.approx(first.token_logprobs, abs=1e-2)
+
+
+def test_warm_windows_leave_a_quarter_of_the_cache_for_decoding(engine):
+    rt = engine.runtime
+    lines = LONG.split("\n")
+    places = [i for i, ln in enumerate(lines) if ln.startswith("    return")][::12]
+    for i in places:
+        engine.complete(req(text=LONG, line=i, character=11, use_cache=False, max_tokens=2))
+        kept = [len(rt.seq_tokens(s)) for s in range(rt.n_seq, rt.n_seq + rt.windows)]
+        assert sum(kept) <= rt.n_ctx * 3 // 4
+    assert sum(1 for s in range(rt.n_seq, rt.n_seq + rt.windows) if rt.seq_tokens(s)) >= 2
+    rt.clear()
+    assert not any(rt.seq_tokens(s) for s in range(rt.n_seq + rt.windows))
+
+
 def test_cancel_event_stops_before_decoding(engine):
     ev = threading.Event()
     ev.set()

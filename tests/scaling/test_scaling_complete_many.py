@@ -28,7 +28,7 @@ def req(**kw):
 
 
 def test_sample_many_evaluates_the_prompt_once_and_keeps_the_seed_contract(eng):
-    eng.runtime.truncate(0, 0)
+    eng.runtime.clear()
     out = sample_many(eng, req(), 4)
     assert len(out) == 4
     n_prompt = out[0].timings.prompt_tokens

@@ -34,7 +34,7 @@ def req(**kw):
 
 
 def test_candidates_share_one_prompt_evaluation(eng):
-    eng.runtime.truncate(0, 0)  # a cold cache: the prompt must be evaluated in full, once
+    eng.runtime.clear()  # a cold cache: the prompt must be evaluated in full, once
     s = sample(eng, req(), 4)
     n_prompt = s.timings.prompt_tokens
     assert len(s.candidates) == 4
