@@ -85,7 +85,7 @@ def _gated(ls: "CodefillLanguageServer", engine, req, settings, cancel) -> list:
         return [] if c.stop_reason == "cancelled" or cancel.is_set() else [c]
     from codefill.engine.sampling import AdaptivePolicy, adaptive_complete
 
-    policy = AdaptivePolicy(few=k, many=k) if k > 0 else AdaptivePolicy(confident=0.0, unsure=0.0, few=0, many=0)
+    policy = AdaptivePolicy(few=k, many=k)  # k = 0: the first answer is only judged
     r = adaptive_complete(engine, req, gate=gate, policy=policy, cancel=cancel, use_engine_first=True)
     if r.completion.stop_reason == "cancelled" or cancel.is_set():
         return []
