@@ -27,13 +27,9 @@ import shutil
 import sys
 import time
 
-STOCK = {  # type: (file size, mean KLD without imatrix, mean KLD with the code imatrix) — quantization-baseline.md
-    "Q8_0": (144_811_072, 0.00374, 0.00374),
-    "Q6_K": (138_382_912, 0.00857, 0.00680),
-    "Q5_K_M": (112_103_488, 0.06560, 0.00623),
-    "Q4_K_M": (105_454_144, 0.05371, 0.02895),
-    "Q3_K_M": (93_510_208, 0.12369, 0.07906),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quant_report import STOCK  # noqa: E402  (size, mean KLD, mean KLD with code imatrix): quantization-baseline.md
+
 TARGET_SIZE = 105_454_144
 TARGET_KLD = min(0.6 * STOCK["Q4_K_M"][1], 0.85 * STOCK["Q4_K_M"][2])
 

@@ -28,28 +28,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def cross_validated(tasks, folds: int, seed: int = 0):
-    """Out-of-fold gate probabilities of each task's greedy completion: {task id: (full, logprob-only)}."""
-    from codefill.engine import gate as G
-
-    problems = sorted({t["problem"] for t in tasks})
-    random.Random(seed).shuffle(problems)
-    fold_of = {p: i % folds for i, p in enumerate(problems)}
-    out = {}
-    for f in range(folds):
-        train = [t for t in tasks if fold_of[t["problem"]] != f]
-        test = [t for t in tasks if fold_of[t["problem"]] == f]
-        if not test:
-            continue
-        rows = [G.features(c, t["ctx"]) for t in train for c in t["cands"]]
-        ys = [c.passed for t in train for c in t["cands"]]
-        gate = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
-        for t in test:
-            g = t["cands"][0]
-            out[t["id"]] = (gate.score(g, t["ctx"]), gate.score(g.completion, t["ctx"]))
-    return out
-
-
 def scoring_us(gate, tasks, repeat: int = 20) -> float:
     items = [(t["cands"][0], t["ctx"]) for t in tasks]
     t0 = time.perf_counter()
@@ -120,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from codefill.engine import gate as G
-    from scaling_report import load
+    from scaling_report import cross_validated, load
 
     tasks = load(args.pool)
     for t in tasks:

@@ -72,6 +72,28 @@ def pct(x):
     return f"{100 * x:.1f}%"
 
 
+def cross_validated(tasks, folds: int, seed: int = 0):
+    """Out-of-fold gate probabilities of each task's greedy completion: {task id: (full, logprob-only)}."""
+    from codefill.engine import gate as G
+
+    problems = sorted({t["problem"] for t in tasks})
+    random.Random(seed).shuffle(problems)
+    fold_of = {p: i % folds for i, p in enumerate(problems)}
+    out = {}
+    for f in range(folds):
+        train = [t for t in tasks if fold_of[t["problem"]] != f]
+        test = [t for t in tasks if fold_of[t["problem"]] == f]
+        if not test:
+            continue
+        rows = [G.features(c, t["ctx"]) for t in train for c in t["cands"]]
+        ys = [c.passed for t in train for c in t["cands"]]
+        gate = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
+        for t in test:
+            g = t["cands"][0]
+            out[t["id"]] = (gate.score(g, t["ctx"]), gate.score(g.completion, t["ctx"]))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("pool")
@@ -135,22 +157,9 @@ def main():
               + ", ".join(f"{k}: {pct(v)}" for k, v in cov["fit"]["predicted"].items()))
 
     # ---- gate, cross-validated by problem
-    problems = sorted({t["problem"] for t in tasks})
-    random.Random(0).shuffle(problems)
-    fold_of = {p: i % args.folds for i, p in enumerate(problems)}
-    cv_full, cv_lp, labels, base_lp = {}, {}, [], []
-    for f in range(args.folds):
-        train = [t for t in tasks if fold_of[t["problem"]] != f]
-        test = [t for t in tasks if fold_of[t["problem"]] == f]
-        if not test:
-            continue
-        rows = [G.features(c, t["ctx"]) for t in train for c in t["cands"]]
-        ys = [c.passed for t in train for c in t["cands"]]
-        gate = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
-        for t in test:
-            g = t["cands"][0]
-            cv_full[t["id"]] = gate.score(g, t["ctx"])
-            cv_lp[t["id"]] = gate.score(g.completion, t["ctx"])
+    cv = cross_validated(tasks, args.folds)
+    cv_full = {i: v[0] for i, v in cv.items()}
+    cv_lp = {i: v[1] for i, v in cv.items()}
     ids = [t["id"] for t in tasks]
     labels = [t["cands"][0].passed for t in tasks]
     base_lp = [G.features(t["cands"][0], t["ctx"])["lp_mean"] for t in tasks]
