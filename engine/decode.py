@@ -116,9 +116,7 @@ def generate(
         if cancelled is not None and cancelled():
             reason = "cancelled"
             break
-        produced = len(acc.text)
-        healing = produced < n_heal
-        allowed = healing_candidates(rt, heal_bytes[len(acc.text[:produced].encode("utf-8")) :]) if healing else None
+        allowed = entry_constraint(rt, rules, heal_bytes, acc.text.encode("utf-8"), n_heal, len(acc.text))
         tok, lp = sampler.pick(logits, allowed)
         if rt.is_eog(tok) or tok in stop_ids:
             reason = "eos"
@@ -163,18 +161,38 @@ def _real(xs: list[float]) -> list[float]:
     return [x for x in xs if x == x]
 
 
-def healing_candidates(rt, remaining: bytes) -> np.ndarray:
-    """Tokens whose bytes are consistent with `remaining`: a prefix of it, or starting with all of it."""
+def healing_candidates(rt, remaining: bytes, no_space: bool = False) -> np.ndarray:
+    """Tokens whose bytes are consistent with `remaining`: a prefix of it, or starting with all of it.
+
+    `no_space` (the completion must not start with whitespace, see StopRules.no_leading_space; `remaining` is then
+    the healed indentation): a token that covers `remaining` must not go on with a space or tab. With an empty
+    `remaining`: every token that does not start with whitespace. (Refusing also the tokens that end exactly at the
+    indentation's end was measured worse: 30.8% pass@1 on HumanEval single-line, against 31.5% without that.)"""
     cache = rt.__dict__.setdefault("_heal_cache", {})
-    hit = cache.get(remaining)
+    key = (remaining, no_space)
+    hit = cache.get(key)
     if hit is not None:
         return hit
     pieces = rt.__dict__.get("_all_pieces")
     if pieces is None:
         pieces = [rt.token_piece(t) for t in range(rt.n_vocab)]
         rt.__dict__["_all_pieces"] = pieces
-    ids = [t for t, p in enumerate(pieces) if p and (p.startswith(remaining) or remaining.startswith(p))]
+    n = len(remaining)
+    ids = [t for t, p in enumerate(pieces) if p and (
+        (remaining.startswith(p) and len(p) < n)
+        or (p.startswith(remaining) and not (no_space and p[n : n + 1] in (b" ", b"\t"))))]
     arr = np.array(ids, dtype=np.int64)
     if len(cache) < 4096:
-        cache[remaining] = arr
+        cache[key] = arr
     return arr
+
+
+def entry_constraint(rt, rules, heal_bytes: bytes, produced: bytes, n_heal_chars: int, n_chars: int):
+    """The tokens allowed next while the completion has not started yet (None: any): during token healing, those
+    consistent with the healed text; right after it, when the completion must not start with whitespace, those that
+    do not."""
+    if n_chars < n_heal_chars:
+        return healing_candidates(rt, heal_bytes[len(produced) :], rules.no_leading_space)
+    if n_chars == n_heal_chars and rules.no_leading_space:
+        return healing_candidates(rt, b"", True)
+    return None

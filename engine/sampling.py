@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .decode import Sampler, TextAccumulator, healing_candidates
+from .decode import Sampler, TextAccumulator, entry_constraint
 from .stops import StopRules
 from .types import Completion, CompletionRequest, Timings
 
@@ -155,10 +155,8 @@ class _Stream:
         self.decoded = 0
 
     def allowed(self, rt) -> np.ndarray | None:
-        if len(self.acc.text) >= len(self.heal):
-            return None
-        done = len(self.acc.text.encode("utf-8"))
-        return healing_candidates(rt, self.heal_bytes[done:])
+        return entry_constraint(rt, self.rules, self.heal_bytes, self.acc.text.encode("utf-8"), len(self.heal),
+                                len(self.acc.text))
 
     def visible(self) -> str | None:
         """The candidate's text so far (None while still inside the healed text)."""

@@ -20,6 +20,23 @@ def _indent_width(line: str) -> int:
     return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
 
 
+_OPENERS = (":", "{", "(", "[")
+
+
+def _keeps_indentation(ctx: CompletionContext) -> bool:
+    """The cursor sits right after the indentation (spaces or tabs, nothing else on the line): the editor chose that
+    indentation, so the completion must not start with more — unless the line above opens a block that the cursor's
+    indentation does not enter yet (an editor without smart indent)."""
+    lp = ctx.line_prefix
+    if not lp or lp.strip():
+        return False
+    before = ctx.prefix[: len(ctx.prefix) - len(lp)].split("\n")
+    above = next((ln for ln in reversed(before) if ln.strip()), None)
+    if above is not None and above.rstrip().endswith(_OPENERS) and _indent_width(above) >= _indent_width(lp):
+        return False
+    return True
+
+
 class StopRules:
     def __init__(self, ctx: CompletionContext, max_lines: int = 16):
         self.ctx = ctx
@@ -29,6 +46,7 @@ class StopRules:
         self._cursor_line_blank = not self._line_prefix.strip()
         nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
         self._next_line = nxt.strip() if nxt is not None else None
+        self.no_leading_space = _keeps_indentation(ctx)
 
     def check(self, text: str, final: bool = False) -> tuple[int, str] | None:
         """(cut position, reason) if `text` must end at that position, else None.

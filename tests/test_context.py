@@ -61,3 +61,17 @@ def test_read_source_file(tmp_path):
         read_source_file(str(tmp_path / "missing.py"))
     with pytest.raises(InputFileError):
         read_source_file(str(tmp_path))
+
+
+@pytest.mark.parametrize("text,line,col,keeps", [
+    ("def f(x):\n    y = x\n    \n", 2, 4, True),  # right after the indentation the editor chose
+    ("def f(x):\n    if x:\n        \n", 2, 8, True),  # the editor indented the block already
+    ("def f(x):\n    if x:\n    \n", 2, 4, False),  # the block is not entered yet: the completion may indent
+    ("def f(x):\n\tif x:\n\t\t\n", 2, 2, True),  # tabs
+    ("def f(x):\n    y = x\n\n", 2, 0, False),  # column 0: nothing chosen
+    ("def f(x):\n    y = \n", 1, 8, False),  # code before the cursor
+])
+def test_completion_keeps_the_indentation_after_an_indented_cursor(text, line, col, keeps):
+    from codefill.engine.stops import StopRules
+
+    assert StopRules(build_context(text, line, col, mode="line")).no_leading_space is keeps

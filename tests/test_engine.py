@@ -108,6 +108,28 @@ def test_warm_windows_leave_a_quarter_of_the_cache_for_decoding(engine):
     assert not any(rt.seq_tokens(s) for s in range(rt.n_seq + rt.windows))
 
 
+def test_healing_after_indentation_never_adds_more(engine):
+    """Healing the indentation "    " allows its prefixes and tokens that start with all of it — with the cursor after
+    the indentation, not those that go on with more whitespace; with nothing to heal, no token that starts with
+    whitespace."""
+    from codefill.engine.decode import healing_candidates
+
+    rt = engine.runtime
+    pieces = {t: rt.token_piece(t) for t in range(rt.n_vocab)}
+    heal = b"    "
+    free = set(healing_candidates(rt, heal).tolist())
+    kept = set(healing_candidates(rt, heal, no_space=True).tolist())
+    eight = next(t for t, p in pieces.items() if p == b"        ")
+    four = next(t for t, p in pieces.items() if p == heal)
+    assert {eight, four} <= free and eight not in kept and four in kept
+    for t in kept:
+        p = pieces[t]
+        assert (heal.startswith(p) and len(p) < len(heal)) or (p.startswith(heal) and p[4:5] not in (b" ", b"\t"))
+    assert any(len(pieces[t]) > 4 for t in kept)  # "    return" and the like
+    after = healing_candidates(rt, b"", no_space=True)
+    assert len(after) > 1000 and not any(pieces[t][:1] in (b" ", b"\t") for t in after.tolist())
+
+
 def test_cancel_event_stops_before_decoding(engine):
     ev = threading.Event()
     ev.set()
