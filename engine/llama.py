@@ -167,7 +167,9 @@ class LlamaRuntime:
         # `sync`), so that going back to a recent place in a file re-uses its KV cache instead of evaluating it again.
         self.windows = max(0, windows)
         self._slots = list(range(n_seq, n_seq + self.windows))  # least recently used first
-        self._seq_tokens: list[list[int]] = [[] for _ in range(n_seq + self.windows)]
+        self._spare = n_seq + self.windows  # one more sequence, to swap sequence 0 with a window
+        n_all = n_seq + self.windows + (1 if self.windows else 0)
+        self._seq_tokens: list[list[int]] = [[] for _ in range(n_all)]
         self._logits_idx: dict[int, int] = {}
         self._piece_cache: dict[int, bytes] = {}
         if vocab_only:
@@ -177,7 +179,7 @@ class LlamaRuntime:
         cp.n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
         cp.n_batch = n_batch
         cp.n_ubatch = n_batch
-        cp.n_seq_max = n_seq + self.windows
+        cp.n_seq_max = n_all
         self.n_threads = n_threads or default_threads()
         cp.n_threads = self.n_threads
         cp.n_threads_batch = self.n_threads
@@ -196,7 +198,7 @@ class LlamaRuntime:
         self.n_ctx = L.llama_n_ctx(self.ctx)
         self.mem = L.llama_get_memory(self.ctx)
         self._batch_cap = max(n_batch, n_seq)
-        self._batch = L.llama_batch_init(self._batch_cap, 0, n_seq + self.windows)
+        self._batch = L.llama_batch_init(self._batch_cap, 0, n_all)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -362,8 +364,9 @@ class LlamaRuntime:
     WINDOW_MIN_TOKENS = 64  # a window shorter than this is not worth keeping, a gain smaller than this not worth a switch
 
     def _switch_window(self, tokens: Sequence[int], n: int) -> int:
-        """Before sequence 0 is synced to `tokens` (sharing `n` tokens with it): keep what it holds in a window if that
-        is about to be lost, and start from the window that shares the most with `tokens` if it beats sequence 0.
+        """Before sequence 0 is synced to `tokens` (sharing `n` tokens with it): start from the window that shares the
+        most with `tokens` if it beats sequence 0 by enough, and keep what sequence 0 held in a window if that is about
+        to be lost — in the window just taken (a swap), else in the least recently used one.
         Returns the new common prefix of sequence 0 and `tokens`."""
         best, best_n = None, n
         for slot in self._slots:
@@ -371,28 +374,33 @@ class LlamaRuntime:
             if m > best_n:
                 best, best_n = slot, m
         if best is not None and best_n < n + self.WINDOW_MIN_TOKENS:
-            best = None
-        if best is not None:
-            self._keep(best)  # before any eviction below
+            best, best_n = None, n
         current = self._seq_tokens[0]
         lost = len(current) if best is not None else len(current) - n  # a switch replaces all of sequence 0
-        if len(current) >= self.WINDOW_MIN_TOKENS and lost >= self.WINDOW_MIN_TOKENS and not self._kept(current):
-            slot = next((s for s in self._slots if s != best), None)  # the least recently used
-            if slot is not None:
-                self._keep(slot)
-                self.copy_seq(0, slot)
-                self._logits_idx.pop(slot, None)
-                self._fit_windows(len(tokens) - (best_n if best is not None else n))
-        if best is None or not self._seq_tokens[best]:
-            return _common_prefix(self._seq_tokens[0], tokens)
-        self.copy_seq(best, 0)
-        self._logits_idx.pop(0, None)
+        keep = len(current) >= self.WINDOW_MIN_TOKENS and lost >= self.WINDOW_MIN_TOKENS and not self._kept(current, best)
+        if best is not None:
+            if keep:  # swap through the spare sequence (cells are shared, nothing is recomputed)
+                self.copy_seq(0, self._spare)
+                self.copy_seq(best, 0)
+                self.copy_seq(self._spare, best)
+                self.truncate(self._spare, 0)
+            else:
+                self.copy_seq(best, 0)
+            self._keep(best)
+        elif keep:
+            slot = self._slots[0]  # the least recently used
+            self.copy_seq(0, slot)
+            self._keep(slot)
+        for slot in self._slots:  # windows are never read from (sync pops sequence 0's before evaluating)
+            self._logits_idx.pop(slot, None)
+        if keep:
+            self._fit_windows(len(tokens) - best_n)
         return best_n
 
-    def _kept(self, toks: list[int]) -> bool:
-        """Some window already holds (nearly) all of `toks`."""
-        return any(_common_prefix(self._seq_tokens[s], toks) >= len(toks) - self.WINDOW_MIN_TOKENS for s in self._slots
-                   if self._seq_tokens[s])
+    def _kept(self, toks: list[int], moving: int | None = None) -> bool:
+        """Some window other than `moving` already holds (nearly) all of `toks`."""
+        return any(_common_prefix(self._seq_tokens[s], toks) >= len(toks) - self.WINDOW_MIN_TOKENS
+                   for s in self._slots if s != moving and self._seq_tokens[s])
 
     def _keep(self, slot: int) -> None:
         self._slots.remove(slot)

@@ -86,7 +86,8 @@ class ModelHolder:
             # Several sequences: alternatives and adaptive samples decode together from one prompt (they share the
             # KV cells of the prompt, so this costs no memory).
             config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size,
-                                                   n_seq=SEQUENCES, prefix_tokens=settings.prefix_tokens)
+                                                   n_seq=SEQUENCES, prefix_tokens=settings.prefix_tokens,
+                                                   windows=settings.warm_windows)
             self.engine = Engine.load(config, progress=progress, model=settings.model)
             self.error = None
             log.info("loaded %s", self.engine.model_path)

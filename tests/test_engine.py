@@ -95,6 +95,21 @@ def test_going_back_to_a_recent_place_reuses_its_prompt(engine):
     assert back.token_logprobs == pytest.approx(first.token_logprobs, abs=1e-2)
 
 
+def test_going_round_more_places_than_windows_stays_warm(engine):
+    """Four places with three windows: taking a window gives it what sequence 0 held (a swap), so a round of visits
+    never evicts the place that comes next."""
+    rt = engine.runtime
+    assert rt.windows == 3
+    rt.clear()
+    places = [52, 152, 252, 352]  # "    return value * factor" lines, far apart
+    here = dict(text=LONG, character=11, use_cache=False, max_tokens=2)
+    for i in places:
+        engine.complete(req(line=i, **here))
+    for i in places:
+        c = engine.complete(req(line=i, **here))
+        assert c.timings.prompt_evaluated <= 2, (i, c.timings)
+
+
 def test_warm_windows_leave_a_quarter_of_the_cache_for_decoding(engine):
     rt = engine.runtime
     lines = LONG.split("\n")

@@ -98,6 +98,9 @@ def test_gate_settings_parse_and_bad_values_keep_the_old_ones():
     p, problems = merge(s, {"prefixTokens": 256})
     assert p.prefix_tokens == 256 and p.model_key() != s.model_key() and not problems  # a new budget reloads
     assert merge(s, {"prefixTokens": 8})[1]
+    w, problems = merge(s, {"warmWindows": 0})
+    assert w.warm_windows == 0 and w.model_key() != s.model_key() and not problems
+    assert merge(s, {"warmWindows": -1})[1]
     back = merge(s, {"gateThreshold": None, "adaptiveSamples": None})[0]
     assert (back.gate_threshold, back.adaptive_samples) == (None, None)  # back to the defaults
 

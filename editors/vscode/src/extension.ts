@@ -30,6 +30,7 @@ function serverSettings(): Record<string, unknown> {
     disabledLanguages: c.get<string[]>('disabledLanguages', []),
     threads: c.get<number | null>('threads') ?? null,
     prefixTokens: c.get<number | null>('prefixTokens') ?? null,
+    warmWindows: c.get<number | null>('warmWindows') ?? null,
     gateThreshold: c.get<number | null>('gateThreshold') ?? null,
     adaptiveSamples: c.get<number | null>('adaptiveSamples') ?? null,
     gateFile: c.get<string | null>('gateFile') || null,
