@@ -107,28 +107,37 @@ def _langs(v):
     return frozenset(v)
 
 
-def _model(v):
-    if v is None or v == "":
-        return None
-    if not isinstance(v, str):
-        raise ValueError("a path or REPO/FILE.gguf")
-    return v
+def _opt_str(expected: str):
+    """A parser for an optional string ("" and null: none)."""
+
+    def parse(v):
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise ValueError(expected)
+        return v
+
+    return parse
 
 
-def _prefix(v):
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 32:
-        raise ValueError("a number of tokens (at least 32), or null for the default")
-    return v
+def _opt_int(low: int, high: int | None, expected: str):
+    """A parser for an optional integer from `low` to `high` (null: the default)."""
+
+    def parse(v):
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
+            raise ValueError(expected)
+        return v
+
+    return parse
 
 
-def _windows(v):
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 16:
-        raise ValueError("an integer from 0 to 16, or null for the default")
-    return v
+_model = _opt_str("a path or REPO/FILE.gguf")
+_path = _opt_str("a file path")
+_prefix = _opt_int(32, None, "a number of tokens (at least 32), or null for the default")
+_windows = _opt_int(0, 16, "an integer from 0 to 16, or null for the default")
+_samples = _opt_int(0, 32, "an integer from 0 to 32, or null for the default")
 
 
 def _count(v):
@@ -143,22 +152,6 @@ def _threshold(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
         raise ValueError("a probability in [0, 1], or null for the gate's own threshold")
     return float(v)
-
-
-def _samples(v):
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 32:
-        raise ValueError("an integer from 0 to 32, or null for the default")
-    return v
-
-
-def _path(v):
-    if v is None or v == "":
-        return None
-    if not isinstance(v, str):
-        raise ValueError("a file path")
-    return v
 
 
 def _opt_bool(v):
