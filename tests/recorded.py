@@ -1,0 +1,91 @@
+"""Greedy answers of the embedded model recorded before the decode refactor (issue 10), and the positions they answer.
+
+    python tests/recorded.py            # re-record tests/data/recorded_greedy.json (only when a change is meant to
+                                        # change greedy output: say so in the commit)
+
+The positions cover what the decode loop decides: line and block mode, token healing (a cursor inside a word and after
+indentation), the no-leading-space rule, a cursor after code, a prompt with snippets from another file, and the
+sampled path's greedy candidate. Requests carry no time budget, so the answers do not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+RECORDED = os.path.join(DATA, "recorded_greedy.json")
+FILES = {
+    "textwrap.py": os.path.join(DATA, "textwrap_py311.py"),  # CPython 3.11's textwrap module, a copy
+    "geometry.py": os.path.join(os.path.dirname(HERE), "examples", "geometry.py"),
+}
+SNIPPET = ("helpers.py", "def indent_width(line):\n    return len(line) - len(line.lstrip())\n")
+
+
+def positions() -> list[dict]:
+    """Seeded positions: (file, 0-based line, character, mode, with snippet)."""
+    out = [
+        {"file": "geometry.py", "line": 4, "character": 11, "mode": "auto"},
+        {"file": "geometry.py", "line": 7, "character": 17, "mode": "auto"},
+        {"file": "geometry.py", "line": 8, "character": 4, "mode": "line"},
+    ]
+    with open(FILES["textwrap.py"], encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    rng = random.Random(0)
+    code = [i for i, ln in enumerate(lines) if ln.strip() and not ln.strip().startswith(("#", '"', "'"))]
+    for i in sorted(rng.sample(code, 10)):
+        ln = lines[i]
+        indent = len(ln) - len(ln.lstrip())
+        out.append({"file": "textwrap.py", "line": i, "character": indent, "mode": "auto"})  # start of the line
+        mid = indent + max(1, (len(ln) - indent) // 2)
+        out.append({"file": "textwrap.py", "line": i, "character": mid, "mode": "auto"})  # inside the line (healing)
+    openers = [i for i, ln in enumerate(lines) if ln.rstrip().endswith(":") and ln.strip().startswith(("def ", "if ", "for "))]
+    for i in sorted(rng.sample(openers, 4)):
+        out.append({"file": "textwrap.py", "line": i, "character": len(lines[i]), "mode": "block"})
+    out.append({"file": "textwrap.py", "line": code[40], "character": 0, "mode": "auto", "snippet": True})
+    return out
+
+
+def request_for(pos: dict, text: str):
+    from codefill.engine import CompletionRequest, Snippet
+
+    snippets = (Snippet(path=SNIPPET[0], text=SNIPPET[1]),) if pos.get("snippet") else ()
+    return CompletionRequest(text=text, line=pos["line"], character=pos["character"], path=pos["file"],
+                             mode=pos["mode"], time_budget_ms=None, use_cache=False, snippets=snippets)
+
+
+def texts() -> dict[str, str]:
+    out = {}
+    for name, path in FILES.items():
+        with open(path, encoding="utf-8") as fh:
+            out[name] = fh.read()
+    return out
+
+
+def answer(engine, pos: dict, text: str) -> dict:
+    c = engine.complete(request_for(pos, text))
+    return {"text": c.text, "raw": c.raw, "stop_reason": str(c.stop_reason), "mode": c.mode,
+            "decode_tokens": c.timings.decode_tokens, "logprob_mean": c.logprob_mean}
+
+
+def record(path: str = RECORDED) -> None:
+    from codefill.engine import Engine, EngineConfig
+
+    engine = Engine.load(EngineConfig(n_threads=2))
+    docs = texts()
+    rows = []
+    for k, pos in enumerate(positions()):
+        rows.append({"position": pos, "answer": answer(engine, pos, docs[pos["file"]])})
+        print(f"{k + 1}/{len(positions())} {pos['file']}:{pos['line'] + 1}:{pos['character'] + 1} "
+              f"{rows[-1]['answer']['stop_reason']} {rows[-1]['answer']['text'][:40]!r}", file=sys.stderr)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"model": os.path.basename(engine.model_path), "answers": rows}, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+    engine.close()
+
+
+if __name__ == "__main__":
+    record()
