@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     from llama_cpp import Llama
 
     import codefill
-    from codefill.engine.evaluation.execution import run_program
-    from codefill.engine.evaluation.humaneval import build_tasks, problem_by_id, program_for, sample_tasks
-    from codefill.engine.evaluation.metrics import edit_similarity, exact_match
-    from codefill.engine.evaluation.report import summary_table
-    from codefill.engine.evaluation.runner import SampleRecord, TaskRecord, summarize
+    from codefill.eval.execution import run_program
+    from codefill.eval.humaneval import build_tasks, problem_by_id, program_for, sample_tasks
+    from codefill.eval.metrics import edit_similarity, exact_match
+    from codefill.eval.report import summary_table
+    from codefill.eval.runner import SampleRecord, TaskRecord, summarize
     from codefill.engine.models import resolve_model
 
     path = resolve_model(args.model)

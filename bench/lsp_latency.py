@@ -1,7 +1,7 @@
 """The typing-session benchmark driven through the language server.
 
 A client (pygls' LanguageClient) starts `python -m codefill lsp` over stdio, opens FILE, and plays the engine's typing
-session (`codefill.engine.benchmark.typing_session`, the same script `codefill bench latency` gives the engine
+session (`codefill.eval.benchmark.typing_session`, the same script `codefill bench latency` gives the engine
 directly): at sampled lines the line is cleared back to its indentation ("new position" request), then typed a few
 characters at a time, each edit sent as an incremental `textDocument/didChange` followed by an automatic
 `textDocument/inlineCompletion`. It measures from sending the request to receiving the answer, so the figures include
@@ -26,7 +26,7 @@ import time
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from codefill.engine.benchmark import percentile, typing_session
+from codefill.eval.benchmark import percentile, typing_session
 
 
 def utf16_position(text: str, offset: int) -> types.Position:

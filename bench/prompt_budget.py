@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from codefill.engine import Engine, EngineConfig, apply_completion
     from codefill.engine.config import BudgetConfig
-    from codefill.engine.evaluation.metrics import edit_similarity, exact_match
-    from codefill.engine.evaluation.repo import build_repo_tasks
-    from codefill.engine.evaluation.runner import inserted_text, request_for
+    from codefill.eval.metrics import edit_similarity, exact_match
+    from codefill.eval.repo import build_repo_tasks
+    from codefill.eval.runner import inserted_text, request_for
 
     tasks = [t for t in build_repo_tasks(a.root, limit=4 * a.holes, seed=a.seed) if t.mode == "line"][: a.holes]
     rows = []

@@ -49,9 +49,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from codefill.engine import Engine, EngineConfig, apply_completion
-    from codefill.engine.evaluation.execution import run_program
-    from codefill.engine.evaluation.humaneval import build_tasks, problem_by_id, program_for, sample_tasks
-    from codefill.engine.evaluation.runner import request_for
+    from codefill.eval.execution import run_program
+    from codefill.eval.humaneval import build_tasks, problem_by_id, program_for, sample_tasks
+    from codefill.eval.runner import request_for
     from codefill.engine.sampling import sample
     from codefill.engine.selection import normalize, syntax_ok
 

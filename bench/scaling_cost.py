@@ -30,8 +30,8 @@ def main():
 
     from codefill.engine import Engine, EngineConfig
     from codefill.engine.decode import Sampler
-    from codefill.engine.evaluation.humaneval import build_tasks, sample_tasks
-    from codefill.engine.evaluation.runner import request_for
+    from codefill.eval.humaneval import build_tasks, sample_tasks
+    from codefill.eval.runner import request_for
     from codefill.engine.gate import Gate
     from codefill.engine.sampling import pick_with_entropy, sample
 

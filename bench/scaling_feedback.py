@@ -34,9 +34,9 @@ def main():
     from scaling_report import load
 
     from codefill.engine import Engine, EngineConfig, apply_completion
-    from codefill.engine.evaluation.execution import run_program
-    from codefill.engine.evaluation.humaneval import build_tasks, problem_by_id, program_for
-    from codefill.engine.evaluation.runner import request_for
+    from codefill.eval.execution import run_program
+    from codefill.eval.humaneval import build_tasks, problem_by_id, program_for
+    from codefill.eval.runner import request_for
     from codefill.engine.sampling import sample
     from codefill.engine.selection import Attempt, feedback_snippet, normalize, rank
 

@@ -41,8 +41,8 @@ def entropy_and_completion_cost(tasks, n: int, threads: int) -> dict:
     """µs per token the entropy adds in the decode loop (real logits), and greedy completion time on n tasks."""
     from codefill.engine import Engine, EngineConfig
     from codefill.engine.decode import Sampler
-    from codefill.engine.evaluation.humaneval import build_tasks
-    from codefill.engine.evaluation.runner import request_for
+    from codefill.eval.humaneval import build_tasks
+    from codefill.eval.runner import request_for
     from codefill.engine.sampling import pick_with_entropy
 
     by_id = {t.task_id: t for t in build_tasks("single-line", 0)}

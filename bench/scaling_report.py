@@ -45,7 +45,7 @@ class PoolCandidate:
 
 def load(path):
     from codefill.engine import Completion, Position, Range, build_context
-    from codefill.engine.evaluation.humaneval import build_tasks
+    from codefill.eval.humaneval import build_tasks
 
     tasks = {t.task_id: t for t in build_tasks("single-line", 0)}
     out = []
@@ -104,7 +104,7 @@ def main():
     args = ap.parse_args()
 
     from codefill.engine import gate as G
-    from codefill.engine.coverage import coverage_study
+    from codefill.eval.coverage import coverage_study
     from codefill.engine.sampling import AdaptivePolicy
     from codefill.engine.selection import rank
 

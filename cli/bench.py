@@ -30,7 +30,7 @@ def latency(
     """
     from rich.progress import Progress
 
-    from codefill.engine.benchmark import run_latency
+    from codefill.eval.benchmark import run_latency
 
     text = read_source_file(file)
     engine = load_engine(model, threads=threads)

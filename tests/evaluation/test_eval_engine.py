@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from codefill.engine.evaluation.humaneval import build_tasks
-from codefill.engine.evaluation.report import write
-from codefill.engine.evaluation.runner import evaluate
+from codefill.eval.humaneval import build_tasks
+from codefill.eval.report import write
+from codefill.eval.runner import evaluate
 
 pytestmark = pytest.mark.slow
 

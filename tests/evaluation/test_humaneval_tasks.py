@@ -2,10 +2,10 @@ import os
 
 import pytest
 
-from codefill.engine.evaluation.execution import run_program
-from codefill.engine.evaluation.humaneval import build_tasks, load_problems, program_for, sample_tasks
-from codefill.engine.evaluation.metrics import edit_similarity, exact_match, pass_at_k
-from codefill.engine.evaluation.repo import build_repo_tasks
+from codefill.eval.execution import run_program
+from codefill.eval.humaneval import build_tasks, load_problems, program_for, sample_tasks
+from codefill.eval.metrics import edit_similarity, exact_match, pass_at_k
+from codefill.eval.repo import build_repo_tasks
 
 
 def test_task_counts_match_the_paper():
@@ -41,7 +41,7 @@ def test_known_tasks_of_other_modes():
 
 
 def test_tasks_ask_for_the_completion_mode_an_editor_would_use():
-    from codefill.engine.evaluation.runner import request_for
+    from codefill.eval.runner import request_for
 
     t = build_tasks("single-line")[0]
     req = request_for(t)
@@ -185,7 +185,7 @@ def test_crashes_are_reported_not_raised():
 
 
 def test_summary_of_hand_built_records():
-    from codefill.engine.evaluation.runner import SampleRecord, TaskRecord, summarize
+    from codefill.eval.runner import SampleRecord, TaskRecord, summarize
 
     def s(passed, exact, ms, status=None):
         return SampleRecord(text="x", passed=passed, status=status or ("passed" if passed else "failed"), exact=exact,

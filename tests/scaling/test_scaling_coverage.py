@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
-from codefill.engine.coverage import coverage_at_k, coverage_study, fit_exp_power, plot_coverage, predict
+from codefill.eval.coverage import coverage_at_k, coverage_study, fit_exp_power, plot_coverage, predict
 
 
 def test_coverage_at_k_is_mean_pass_at_k():

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from codefill.engine.coverage import format_study, parse_ks, study_from_records
+from codefill.eval.coverage import format_study, parse_ks, study_from_records
 
 
 def test_parse_ks():

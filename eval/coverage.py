@@ -20,7 +20,7 @@ import numpy as np
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     try:
-        from .evaluation.metrics import pass_at_k as _p
+        from .metrics import pass_at_k as _p
     except ImportError:  # pragma: no cover - the evaluation harness is part of codefill
         _p = None
     if _p is not None:

@@ -87,7 +87,7 @@ def run_latency(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> LatencyReport:
-    from .types import CompletionRequest
+    from codefill.engine.types import CompletionRequest
 
     steps = list(typing_session(text, n_lines, every, seed))
     rep = LatencyReport()

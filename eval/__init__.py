@@ -4,7 +4,7 @@ The `codefill eval` commands are thin adapters over these modules; other measure
 repeated sampling) call the same functions:
 
     from codefill.engine import Engine, EngineConfig
-    from codefill.engine.evaluation import humaneval, runner, report
+    from codefill.eval import humaneval, runner, report
 
     engine = Engine.load(EngineConfig(n_threads=1))
     tasks = humaneval.sample_tasks(humaneval.build_tasks("single-line", seed=0), 150, seed=0)
