@@ -26,7 +26,8 @@ import time
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from codefill.eval.benchmark import percentile, typing_session
+from codefill.eval.benchmark import typing_session
+from codefill.eval.metrics import percentile
 
 
 def utf16_position(text: str, offset: int) -> types.Position:

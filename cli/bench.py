@@ -30,7 +30,7 @@ def latency(
     """
     from rich.progress import Progress
 
-    from codefill.eval.benchmark import run_latency
+    from codefill.eval.benchmark import run_latency  # here, not at the top: keeps `codefill --help` fast
 
     text = read_source_file(file)
     engine = load_engine(model, threads=threads)

@@ -1,6 +1,6 @@
 """`codefill eval`: execution-scored HumanEval infilling and completion on real code.
 
-A thin adapter over `codefill.eval` (tasks, runner, report); everything it measures is reachable from
+A thin adapter over `codefill.eval` (tasks, runner, report, coverage); everything it measures is reachable from
 Python too.
 """
 
@@ -12,6 +12,8 @@ import sys
 from contextlib import contextmanager
 
 import typer
+
+from codefill.engine.errors import InputFileError
 
 from .common import load_engine
 
@@ -35,7 +37,7 @@ def _progress(description: str, total: int):
 
 
 def _finish(report, out_dir: str, title: str, as_json: bool) -> None:
-    from codefill.eval.report import summary_table, write
+    from codefill.eval.report import summary_table, write  # here, not at the top: keeps `codefill --help` fast
 
     jpath, mpath = write(report, out_dir, title)
     if as_json:
@@ -81,11 +83,11 @@ def humaneval(
 
     Example: codefill eval humaneval --mode single-line --limit 150 --seed 0 --threads 1
     """
+    # Imported here, not at the top: the harness would slow down every `codefill --help`.
+    from codefill.eval.coverage import format_study, parse_ks, study_from_records
     from codefill.eval.humaneval import MODES, build_tasks, sample_tasks
     from codefill.eval.report import default_out_dir
     from codefill.eval.runner import COMPLETION_MODES, evaluate
-
-    from codefill.eval.coverage import format_study, parse_ks, study_from_records
 
     _check_choice("--mode", mode, MODES)
     _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
@@ -135,7 +137,7 @@ def repo(
 
     Example: codefill eval repo ~/src/myproject --limit 200 --threads 1
     """
-    from codefill.engine.errors import InputFileError
+    # Imported here, not at the top: the harness would slow down every `codefill --help`.
     from codefill.eval.repo import build_repo_tasks
     from codefill.eval.report import default_out_dir
     from codefill.eval.runner import COMPLETION_MODES, evaluate

@@ -1,4 +1,6 @@
-"""Evaluation harness: execution-scored infilling benchmarks and completion on real code.
+"""Measuring codefill: execution-scored infilling benchmarks, completion on real code, coverage, latency.
+
+Research and reporting code: it drives the engine (codefill.engine) from outside; the engine never imports it.
 
 The `codefill eval` commands are thin adapters over these modules; other measurements (quantization reports,
 repeated sampling) call the same functions:
@@ -19,7 +21,10 @@ repeated sampling) call the same functions:
 - metrics: `pass_at_k(n, c, k)`, `exact_match`, `edit_similarity`, `percentile`;
 - runner: `request_for(task)` (the editor's request at the hole), `evaluate(engine, tasks, …)` → `EvalReport`,
   `summarize(records)`;
-- report: `write(report, out_dir)`, `summary_table(summary)`.
+- report: `write(report, out_dir)`, `summary_table(summary)`;
+- coverage: coverage@k over repeated samples, the exp(a·k^b) fit and its plot (`coverage_study`, `format_study`);
+- benchmark: the typing-session script (`typing_session`) and `run_latency(engine, text, path)` for
+  `codefill bench latency`.
 
 Nothing here imports typer or the language server.
 """

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-import numpy as np
+from codefill.engine.types import CompletionRequest
+
+from .metrics import percentile
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,6 @@ def typing_session(text: str, n_lines: int = 20, every: int = 3, seed: int = 0, 
         for k in range(0, len(body) + 1, every):
             current = lines[:i] + [indent + body[:k]] + lines[i + 1 :]
             yield Step("new" if k == 0 else "typing", "\n".join(current), i, len(indent) + k)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def peak_rss_mb() -> float:
@@ -87,8 +85,6 @@ def run_latency(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> LatencyReport:
-    from codefill.engine.types import CompletionRequest
-
     steps = list(typing_session(text, n_lines, every, seed))
     rep = LatencyReport()
     for n, step in enumerate(steps):

@@ -17,17 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    try:
-        from .metrics import pass_at_k as _p
-    except ImportError:  # pragma: no cover - the evaluation harness is part of codefill
-        _p = None
-    if _p is not None:
-        return _p(n, c, k)
-    if n - c < k:
-        return 1.0
-    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+from .metrics import pass_at_k
 
 
 def coverage_at_k(counts: Sequence[tuple[int, int]], ks: Sequence[int]) -> dict[int, float]:

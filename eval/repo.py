@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import random
 
-from codefill.engine.context import LANGUAGES
+from codefill.engine.context import LANGUAGES, read_source_file
+from codefill.engine.errors import CodefillError
 
 from .humaneval import InfillTask
 
@@ -73,9 +74,6 @@ def _holes(path: str, text: str) -> list[InfillTask]:
 
 def build_repo_tasks(root: str, limit: int = 200, seed: int = 0) -> list[InfillTask]:
     """Up to `limit` holes (about half lines, half blocks) from the source files under `root`."""
-    from codefill.engine.context import read_source_file
-    from codefill.engine.errors import CodefillError
-
     lines, blocks = [], []
     for path in source_files(root):
         try:

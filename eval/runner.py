@@ -16,6 +16,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from codefill import __version__
+from codefill.engine import CompletionRequest, apply_completion
+
 from .execution import ExecResult, run_program
 from .humaneval import InfillTask, problem_by_id, program_for
 from .metrics import edit_similarity, exact_match, pass_at_k, percentile
@@ -128,8 +131,6 @@ def request_for(task: InfillTask, *, completion_mode: str = "task", temperature:
     holes, a block for multi-line and repo block holes, auto for random spans). No time budget, no cache: the
     result depends only on the document, the model, the settings and the seed.
     """
-    from codefill.engine import CompletionRequest
-
     if completion_mode not in COMPLETION_MODES:
         raise ValueError(f"unknown completion mode {completion_mode!r}; expected one of {', '.join(COMPLETION_MODES)}")
     line, character = task.cursor
@@ -190,9 +191,6 @@ def evaluate(
     distort the latencies, and llama.cpp's threads degrade badly when the cores are oversubscribed), then the
     programs. Greedy runs (one sample, temperature 0) are deterministic.
     """
-    from codefill import __version__
-    from codefill.engine import apply_completion
-
     if samples < 1:
         raise ValueError("samples must be at least 1")
     temperature, top_p = sampling_settings(samples, temperature, top_p)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from codefill.engine import Engine, EngineConfig
 from codefill.eval.humaneval import build_tasks
 from codefill.eval.report import write
 from codefill.eval.runner import evaluate
@@ -18,8 +19,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def eval_engine():
     # One thread: the harness runs beside other work on shared cores, where two llama.cpp threads contend badly.
-    from codefill.engine import Engine, EngineConfig
-
     eng = Engine.load(EngineConfig(n_threads=1))
     yield eng
     eng.close()

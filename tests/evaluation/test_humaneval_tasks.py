@@ -6,6 +6,7 @@ from codefill.eval.execution import run_program
 from codefill.eval.humaneval import build_tasks, load_problems, program_for, sample_tasks
 from codefill.eval.metrics import edit_similarity, exact_match, pass_at_k
 from codefill.eval.repo import build_repo_tasks
+from codefill.eval.runner import SampleRecord, TaskRecord, request_for, summarize
 
 
 def test_task_counts_match_the_paper():
@@ -41,8 +42,6 @@ def test_known_tasks_of_other_modes():
 
 
 def test_tasks_ask_for_the_completion_mode_an_editor_would_use():
-    from codefill.eval.runner import request_for
-
     t = build_tasks("single-line")[0]
     req = request_for(t)
     assert (req.mode, req.line, req.character, req.time_budget_ms, req.use_cache) == ("line", 11, 4, None, False)
@@ -185,8 +184,6 @@ def test_crashes_are_reported_not_raised():
 
 
 def test_summary_of_hand_built_records():
-    from codefill.eval.runner import SampleRecord, TaskRecord, summarize
-
     def s(passed, exact, ms, status=None):
         return SampleRecord(text="x", passed=passed, status=status or ("passed" if passed else "failed"), exact=exact,
                             edit_sim=1.0 if exact else 0.5, latency_ms=ms, stop_reason="newline", decode_tokens=3,
