@@ -68,7 +68,7 @@ def texts() -> dict[str, str]:
 def answer(engine, pos: dict, text: str) -> dict:
     c = engine.complete(request_for(pos, text))
     return {"text": c.text, "raw": c.raw, "stop_reason": str(c.stop_reason), "mode": c.mode,
-            "decode_tokens": c.timings.decode_tokens, "logprob_mean": c.logprob_mean}
+            "kept_tokens": len(c.token_logprobs), "logprob_mean": c.logprob_mean}
 
 
 def record(path: str = RECORDED) -> None:
