@@ -4,20 +4,19 @@ coverage@k is the fraction of tasks solved by at least one of k samples, estimat
 per task (the pass@k estimator). The fit: log(coverage) = a·k^b with a < 0, b < 0, i.e. log(-log c) = log(-a) + b·log k,
 a straight line in log-log space fitted by least squares, then refined by a few Gauss-Newton steps on c itself.
 
-The plot is drawn with numpy and written as a PNG with zlib (no matplotlib needed): measured points as squares, the
-fit as a line, log-scaled k axis with tick labels in a tiny built-in bitmap font.
+The plot uses matplotlib when it is installed; otherwise it is drawn with numpy and written by eval/png.py: measured
+points as squares, the fit as a line, log-scaled k axis with tick labels in a tiny built-in bitmap font.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from typing import Sequence
 
 import numpy as np
 
 from .metrics import pass_at_k
+from .png import line, text, write_png
 
 
 def coverage_at_k(counts: Sequence[tuple[int, int]], ks: Sequence[int]) -> dict[int, float]:
@@ -60,48 +59,6 @@ def predict(a: float, b: float, k) -> np.ndarray:
     return np.exp(a * np.asarray(k, dtype=np.float64) ** b)
 
 
-# ---------------------------------------------------------------------------------------------- PNG without matplotlib
-
-_FONT = {  # 3x5 glyphs, rows top to bottom, 3 bits each
-    "0": (7, 5, 5, 5, 7), "1": (2, 6, 2, 2, 7), "2": (7, 1, 7, 4, 7), "3": (7, 1, 7, 1, 7), "4": (5, 5, 7, 1, 1),
-    "5": (7, 4, 7, 1, 7), "6": (7, 4, 7, 5, 7), "7": (7, 1, 1, 1, 1), "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7),
-    ".": (0, 0, 0, 0, 2), "%": (5, 1, 2, 4, 5), "k": (4, 5, 6, 5, 5), "=": (0, 7, 0, 7, 0), " ": (0, 0, 0, 0, 0),
-}
-
-
-def write_png(path: str, rgb: np.ndarray) -> None:
-    """Write an (h, w, 3) uint8 image as a PNG."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    with open(path, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n")
-        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)))
-        fh.write(chunk(b"IDAT", zlib.compress(raw, 9)))
-        fh.write(chunk(b"IEND", b""))
-
-
-def _text(img: np.ndarray, x: int, y: int, s: str, color, scale: int = 2) -> None:
-    for ch in s:
-        rows = _FONT.get(ch, _FONT[" "])
-        for r, bits in enumerate(rows):
-            for col in range(3):
-                if bits >> (2 - col) & 1:
-                    img[y + r * scale : y + (r + 1) * scale, x + col * scale : x + (col + 1) * scale] = color
-        x += 4 * scale
-
-
-def _line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color, width: int = 2) -> None:
-    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    h, w, _ = img.shape
-    for t in np.linspace(0, 1, n):
-        x, y = int(round(x0 + (x1 - x0) * t)), int(round(y0 + (y1 - y0) * t))
-        img[max(0, y - width // 2) : min(h, y + width - width // 2), max(0, x - width // 2) : min(w, x + width - width // 2)] = color
-
-
 def plot_coverage(path: str, ks: Sequence[int], cov: Sequence[float], fit: tuple[float, float] | None = None,
                   width: int = 640, height: int = 400) -> None:
     """coverage@k (squares) and the fitted exp(a·k^b) (line) against log2 k; y from 0 to 100%."""
@@ -142,21 +99,21 @@ def plot_coverage(path: str, ks: Sequence[int], cov: Sequence[float], fit: tuple
 
     grey, black, blue, red = (220, 220, 220), (0, 0, 0), (31, 119, 180), (214, 39, 40)
     for c in (0.0, 0.25, 0.5, 0.75, 1.0):
-        _line(img, left, Y(c), left + pw, Y(c), grey, 1)
-        _text(img, 8, int(Y(c)) - 5, f"{int(c * 100)}%", black)
+        line(img, left, Y(c), left + pw, Y(c), grey, 1)
+        text(img, 8, int(Y(c)) - 5, f"{int(c * 100)}%", black)
     k = 1
     while k <= kmax:
         if k >= min(ks):
-            _line(img, X(k), top, X(k), top + ph, grey, 1)
-            _text(img, int(X(k)) - 4, top + ph + 8, str(k), black)
+            line(img, X(k), top, X(k), top + ph, grey, 1)
+            text(img, int(X(k)) - 4, top + ph + 8, str(k), black)
         k *= 2
-    _line(img, left, top, left, top + ph, black, 1)
-    _line(img, left, top + ph, left + pw, top + ph, black, 1)
+    line(img, left, top, left, top + ph, black, 1)
+    line(img, left, top + ph, left + pw, top + ph, black, 1)
     if fit is not None:
         kk = np.geomspace(min(ks), kmax, 200)
         yy = predict(*fit, kk)
         for i in range(len(kk) - 1):
-            _line(img, X(kk[i]), Y(yy[i]), X(kk[i + 1]), Y(yy[i + 1]), red, 2)
+            line(img, X(kk[i]), Y(yy[i]), X(kk[i + 1]), Y(yy[i + 1]), red, 2)
     for k, c in zip(ks, cov):
         x, y = int(X(k)), int(Y(c))
         img[max(0, y - 4) : y + 5, max(0, x - 4) : x + 5] = blue

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
 
+import numpy as np
+
+from codefill.eval.png import text, write_png
+
 from .gguf_io import atomic_path
+
+# Point colours of the plot drawn without matplotlib (REPORT.md lists which file has which).
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def build(name: str, reference: str, metrics: dict, corpus: dict, settings: dict, imatrix, mixed: dict | None,
@@ -120,14 +129,43 @@ def plot(path: str, r: dict) -> None:
         fig.savefig(path, dpi=100, format="png")
         plt.close(fig)
     except ImportError:
-        from .png import scatter
-
         scatter(path, [(x, y, i) for i, (x, y, _l) in enumerate(pts)])
 
 
-def write(out_dir: str, r: dict) -> tuple[str, str, str]:
-    from .png import PALETTE
+def scatter(path: str, points: list[tuple[float, float, int]], width: int = 720, height: int = 480) -> None:
+    """The plot without matplotlib: points (size in MB, mean KLD, colour index), x linear, y log10."""
+    img = np.full((height, width, 3), 255, dtype=np.uint8)
+    ml, mr, mt, mb = 70, 20, 20, 50
+    xs = [p[0] for p in points]
+    ys = [math.log10(max(p[1], 1e-6)) for p in points]
+    x0, x1 = min(xs) * 0.97, max(xs) * 1.03
+    y0, y1 = math.floor(min(ys)), math.ceil(max(ys))
+    if y1 == y0:
+        y1 += 1
 
+    def px(x, y):
+        return (int(ml + (x - x0) / (x1 - x0) * (width - ml - mr)),
+                int(height - mb - (y - y0) / (y1 - y0) * (height - mt - mb)))
+
+    img[mt:height - mb, ml] = 0
+    img[height - mb, ml:width - mr] = 0
+    for e in range(int(y0), int(y1) + 1):
+        _, yy = px(x0, e)
+        img[yy, ml:width - mr] = (220, 220, 220)
+        text(img, 8, yy - 5, f"1e{e}")
+    for k in range(5):
+        xv = x0 + (x1 - x0) * k / 4
+        xx, _ = px(xv, y0)
+        img[height - mb:height - mb + 6, xx] = 0
+        text(img, xx - 16, height - mb + 12, f"{xv:.0f}MB")
+    for (x, _, c), y in zip(points, ys):
+        cx, cy = px(x, y)
+        col = PALETTE[c % len(PALETTE)]
+        img[max(cy - 5, 0):cy + 6, max(cx - 5, 0):cx + 6] = col
+    write_png(path, img)
+
+
+def write(out_dir: str, r: dict) -> tuple[str, str, str]:
     pj = os.path.join(out_dir, "report.json")
     pm = os.path.join(out_dir, "REPORT.md")
     pp = os.path.join(out_dir, "quality-vs-size.png")
