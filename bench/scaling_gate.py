@@ -98,6 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from codefill.engine import gate as G
+    from codefill.eval import gatefit
     from scaling_report import cross_validated, load
 
     tasks = load(args.pool)
@@ -112,14 +113,14 @@ def main() -> None:
         ("gate_logprob_only", [cv[t["id"]][1] for t in tasks]),
         ("mean_logprob_alone", [G.features(t["cands"][0], t["ctx"])["lp_mean"] for t in tasks]),
     ):
-        prec, thr = G.precision_at_recall(scores, labels, 0.8)
-        figs[name] = {"auroc": round(G.auroc(scores, labels), 4), "precision_at_80_recall": round(prec, 4),
+        prec, thr = gatefit.precision_at_recall(scores, labels, 0.8)
+        figs[name] = {"auroc": round(gatefit.auroc(scores, labels), 4), "precision_at_80_recall": round(prec, 4),
                       "threshold_at_80_recall": round(thr, 4)}
         print(f"  {name:<20} AUROC {figs[name]['auroc']:.3f}  precision@80% recall {prec:.3f}  (threshold {thr:.3f})")
 
     rows = [G.features(c, t["ctx"]) for t in tasks for c in t["cands"]]
     ys = [c.passed for t in tasks for c in t["cands"]]
-    final = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
+    final = G.Gate(gatefit.fit(rows, ys, G.FULL_FEATURES), gatefit.fit(rows, ys, G.LOGPROB_FEATURES))
     final.threshold = figs["gate_full"]["threshold_at_80_recall"]
     figs["scoring_us_per_completion"] = round(scoring_us(final, tasks), 1)
     print(f"  scoring: {figs['scoring_us_per_completion']:.1f} µs per completion")

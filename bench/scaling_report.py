@@ -75,6 +75,7 @@ def pct(x):
 def cross_validated(tasks, folds: int, seed: int = 0):
     """Out-of-fold gate probabilities of each task's greedy completion: {task id: (full, logprob-only)}."""
     from codefill.engine import gate as G
+    from codefill.eval import gatefit
 
     problems = sorted({t["problem"] for t in tasks})
     random.Random(seed).shuffle(problems)
@@ -87,7 +88,7 @@ def cross_validated(tasks, folds: int, seed: int = 0):
             continue
         rows = [G.features(c, t["ctx"]) for t in train for c in t["cands"]]
         ys = [c.passed for t in train for c in t["cands"]]
-        gate = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
+        gate = G.Gate(gatefit.fit(rows, ys, G.FULL_FEATURES), gatefit.fit(rows, ys, G.LOGPROB_FEATURES))
         for t in test:
             g = t["cands"][0]
             out[t["id"]] = (gate.score(g, t["ctx"]), gate.score(g.completion, t["ctx"]))
@@ -104,9 +105,10 @@ def main():
     args = ap.parse_args()
 
     from codefill.engine import gate as G
-    from codefill.eval.coverage import coverage_study
     from codefill.engine.sampling import AdaptivePolicy
     from codefill.engine.selection import rank
+    from codefill.eval import gatefit
+    from codefill.eval.coverage import coverage_study
 
     tasks = load(args.pool)
     N = min(len(t["cands"]) for t in tasks)
@@ -166,8 +168,8 @@ def main():
     gate_fig = {}
     for name, scores in (("gate_full", [cv_full[i] for i in ids]), ("gate_logprob_only", [cv_lp[i] for i in ids]),
                          ("mean_logprob_alone", base_lp)):
-        prec, thr = G.precision_at_recall(scores, labels, 0.8)
-        gate_fig[name] = {"auroc": round(G.auroc(scores, labels), 4), "precision_at_80_recall": round(prec, 4),
+        prec, thr = gatefit.precision_at_recall(scores, labels, 0.8)
+        gate_fig[name] = {"auroc": round(gatefit.auroc(scores, labels), 4), "precision_at_80_recall": round(prec, 4),
                           "threshold_at_80_recall": round(thr, 4)}
     gate_fig["base_rate"] = round(float(np.mean(labels)), 4)
     figs["gate"] = gate_fig
@@ -178,7 +180,7 @@ def main():
     if args.gate_out:
         rows = [G.features(c, t["ctx"]) for t in tasks for c in t["cands"]]
         ys = [c.passed for t in tasks for c in t["cands"]]
-        final = G.Gate(G.fit(rows, ys, G.FULL_FEATURES), G.fit(rows, ys, G.LOGPROB_FEATURES))
+        final = G.Gate(gatefit.fit(rows, ys, G.FULL_FEATURES), gatefit.fit(rows, ys, G.LOGPROB_FEATURES))
         final.threshold = gate_fig["gate_full"]["threshold_at_80_recall"]
         final.metrics = {
             "auroc": gate_fig["gate_full"]["auroc"],

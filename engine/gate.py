@@ -2,16 +2,14 @@
 
 A logistic regression over a handful of features — token log-probabilities (mean, min, first), entropies of the
 model's next-token distribution (mean, max, first), length and position (mode, what is on the cursor line) — fitted
-by the evaluation harness on HumanEval infilling tasks labelled by their tests (bench/scaling_gate.py) and shipped as
-`engine/data/gate.json`. Two models live in the file: `full` (needs per-token entropies, which engine.sampling
-records) and `logprob` (log-probabilities only, for completions from `Engine.complete`, which has no entropies yet).
+by the evaluation harness on HumanEval infilling tasks labelled by their tests (bench/scaling_gate.py, with
+codefill.eval.gatefit) and shipped as `engine/data/gate.json`. Two models live in the file: `full` (needs per-token
+entropies, which engine.sampling records) and `logprob` (log-probabilities only, for completions from
+`Engine.complete`, which has no entropies yet).
 
 Scoring costs a few microseconds of arithmetic; the entropies cost one dot product over the vocabulary per token
-inside the decode loop (measured by bench/scaling_gate.py).
-
-Monotonicity: the fit keeps a feature only when its coefficient has the sign it should have (more likely tokens
-never lower the score, more uncertain ones never raise it); features with a known sign that come out the wrong way
-are dropped and the model refitted.
+inside the decode loop (measured by bench/scaling_gate.py). This module only scores; fitting, and the metrics that
+judge a fit, live in codefill.eval.gatefit.
 """
 
 from __future__ import annotations
@@ -27,7 +25,9 @@ import numpy as np
 FORMAT = "codefill-gate"
 VERSION = 1
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), "data", "gate.json")
-DEFAULT_THRESHOLD = 0.15
+# The threshold comes from the gate file. This is the shipped file's (engine/data/gate.json), used only for a file
+# that has none and for a Gate built in code (a fit, before its threshold is chosen); keep the two equal.
+SHIPPED_THRESHOLD = 0.389
 
 FULL_FEATURES = (
     "lp_mean", "lp_min", "lp_first", "lp_sum",
@@ -35,9 +35,6 @@ FULL_FEATURES = (
     "log_tokens", "empty", "stopped_naturally", "line_mode", "cursor_after_code", "log_line_prefix",
 )
 LOGPROB_FEATURES = tuple(f for f in FULL_FEATURES if not f.startswith("ent_"))
-
-# +1: the probability may only grow with the feature; -1: only shrink; absent: free.
-SIGNS = {"lp_mean": 1, "lp_min": 1, "lp_first": 1, "ent_mean": -1, "ent_max": -1, "ent_first": -1, "empty": -1}
 
 NATURAL_STOPS = ("eos", "newline", "dedent", "suffix", "blank", "cache", "typed")
 
@@ -107,83 +104,6 @@ class LogisticModel:
         return cls(names, arrs[0], arrs[1], arrs[2], float(d["intercept"]))
 
 
-def _fit_logistic(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 100) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression by Newton's method (intercept not penalised)."""
-    n, d = X.shape
-    A = np.hstack([X, np.ones((n, 1))])
-    w = np.zeros(d + 1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(A @ w)))
-        g = A.T @ (p - y) + reg * w
-        h = (A * (p * (1 - p))[:, None]).T @ A + np.diag(reg) + 1e-9 * np.eye(d + 1)
-        step = np.linalg.solve(h, g)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w[:-1], float(w[-1])
-
-
-def fit(rows: Sequence[dict[str, float]], labels: Sequence[bool], names: Sequence[str] = FULL_FEATURES,
-        l2: float = 1.0) -> LogisticModel:
-    """Fit the gate on feature dicts and correctness labels, keeping only features with the right sign."""
-    y = np.asarray([1.0 if v else 0.0 for v in labels])
-    if len(set(y.tolist())) < 2:
-        raise ValueError("the gate needs both correct and incorrect examples to fit")
-    names = list(names)
-    while True:
-        X = np.asarray([[r[k] for k in names] for r in rows], dtype=np.float64)
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale[scale < 1e-9] = 1.0
-        coef, b = _fit_logistic((X - mean) / scale, y, l2)
-        wrong = [k for k, c in zip(names, coef) if SIGNS.get(k, 0) * c < 0]
-        if not wrong:
-            return LogisticModel(tuple(names), mean, scale, coef, b)
-        worst = max(wrong, key=lambda k: abs(coef[names.index(k)]))
-        names.remove(worst)
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-
-
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve (probability a random positive outranks a random negative; ties count half)."""
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    npos, nneg = int(y.sum()), int((~y).sum())
-    if npos == 0 or nneg == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-
-
-def precision_at_recall(scores: Sequence[float], labels: Sequence[bool], recall: float = 0.8) -> tuple[float, float]:
-    """(precision, threshold) at the highest threshold whose recall reaches `recall`."""
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels, dtype=bool)
-    npos = int(y.sum())
-    if npos == 0:
-        return float("nan"), float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    tp = 0
-    for k, i in enumerate(order, 1):
-        tp += int(y[i])
-        if tp >= recall * npos and (k == len(order) or s[order[k]] < s[i]):
-            return tp / k, float(s[i])
-    return npos / len(s), float(s.min())
-
-
 # ---------------------------------------------------------------------------------------------- the shipped gate
 
 
@@ -191,7 +111,7 @@ def precision_at_recall(scores: Sequence[float], labels: Sequence[bool], recall:
 class Gate:
     full: LogisticModel
     logprob: LogisticModel
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = SHIPPED_THRESHOLD
     metrics: dict = field(default_factory=dict)
 
     @classmethod
@@ -203,7 +123,7 @@ class Gate:
         if int(d.get("version", 0)) > VERSION:
             raise ValueError(f"gate file version {d.get('version')} is newer than this codefill understands")
         return cls(LogisticModel.from_dict(d["full"]), LogisticModel.from_dict(d["logprob"]),
-                   float(d.get("threshold", DEFAULT_THRESHOLD)), dict(d.get("metrics", {})))
+                   float(d.get("threshold", SHIPPED_THRESHOLD)), dict(d.get("metrics", {})))
 
     def save(self, path: str) -> None:
         d = {"format": FORMAT, "version": VERSION, "threshold": self.threshold, "full": self.full.to_dict(),
@@ -227,10 +147,3 @@ class Gate:
         m = self._model_for(f, has_entropy)
         x = np.asarray([f[k] for k in m.names])
         return float(m.predict(x))
-
-    def should_show(self, completion, threshold: float | None = None, ctx=None) -> bool:
-        """False when the gate judges the completion likely wrong (probability below the threshold)."""
-        comp = getattr(completion, "completion", completion)
-        if not comp.text.strip():
-            return False
-        return self.score(completion, ctx) >= (self.threshold if threshold is None else threshold)

@@ -24,7 +24,10 @@ repeated sampling) call the same functions:
 - report: `write(report, out_dir)`, `summary_table(summary)`;
 - coverage: coverage@k over repeated samples, the exp(a·k^b) fit and its plot (`coverage_study`, `format_study`);
 - benchmark: the typing-session script (`typing_session`) and `run_latency(engine, text, path)` for
-  `codefill bench latency`.
+  `codefill bench latency`;
+- gatefit: `fit(rows, labels, names)` of the confidence gate's models (codefill.engine.gate scores with them),
+  `auroc`, `precision_at_recall`;
+- png: `write_png` and the drawing helpers of the plots made without matplotlib (also used by quantize/report).
 
 Nothing here imports typer or the language server.
 """

@@ -27,6 +27,7 @@ from pygls.protocol.language_server import lsp_method
 
 from codefill import __version__
 from codefill.engine import CodefillError, Engine
+from codefill.engine.gate import Gate
 
 from . import completion, documents, inline
 from .documents import DocumentStore
@@ -154,8 +155,6 @@ class CodefillLanguageServer(LanguageServer):
         if path == self._gate_file:
             return
         self._gate_file = path
-        from codefill.engine.gate import Gate
-
         try:
             self.gate = Gate.load(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from codefill.engine import Completion, Position, Range
-from codefill.engine.gate import (
-    DEFAULT_PATH, FULL_FEATURES, LOGPROB_FEATURES, Gate, auroc, features, fit, precision_at_recall,
-)
+from codefill.engine.gate import DEFAULT_PATH, FULL_FEATURES, LOGPROB_FEATURES, SHIPPED_THRESHOLD, Gate, features
+from codefill.eval.gatefit import auroc, fit, precision_at_recall
 
 R = Range(Position(0, 0), Position(0, 0))
 
@@ -90,6 +89,9 @@ def test_save_load_round_trip(tmp_path):
         assert back.score(c) == gate.score(c)
     d = json.loads(p.read_text())
     assert d["format"] == "codefill-gate" and d["version"] == 1 and set(d) >= {"full", "logprob", "threshold"}
+    del d["threshold"]
+    p.write_text(json.dumps(d))
+    assert Gate.load(str(p)).threshold == SHIPPED_THRESHOLD
 
 
 def test_malformed_gate_files_are_refused(tmp_path):
@@ -106,15 +108,6 @@ def test_malformed_gate_files_are_refused(tmp_path):
         Gate.load(str(p))
 
 
-def test_should_show_uses_the_threshold_and_hides_empty():
-    gate = gate_from(*synthetic())
-    good = Cand(comp(lps=(-0.1,) * 4), (0.3,) * 4)
-    p = gate.score(good)
-    assert gate.should_show(good, threshold=p - 1e-6)
-    assert not gate.should_show(good, threshold=p + 1e-6)
-    assert not gate.should_show(comp(text="", lps=()), threshold=0.0)
-
-
 def test_metrics():
     assert auroc([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == 1.0
     assert auroc([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == 0.0
@@ -128,6 +121,7 @@ def test_the_shipped_gate_loads_and_reports_its_figures():
     assert os.path.exists(DEFAULT_PATH), "engine/data/gate.json ships with codefill"
     gate = Gate.load()
     assert {"auroc", "precision_at_80_recall"} <= set(gate.metrics)
+    assert gate.threshold == SHIPPED_THRESHOLD  # the fallback for files without a threshold is the shipped one
     hi = Cand(comp(lps=(-0.05,) * 5), (0.2,) * 5)
     lo = Cand(comp(lps=(-2.5,) * 5), (3.0,) * 5)
     assert 0.0 <= gate.score(lo) < gate.score(hi) <= 1.0
