@@ -39,9 +39,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args()
 
+    from codefill.engine.models import embedded_model_path
     from codefill.quantize import corpus as corpus_mod
     from codefill.quantize import evaluate, report
-    from codefill.quantize.hfexport import embedded_model_path, export_llama
+    from codefill.quantize.hfexport import export_llama
     from codefill.quantize.imatrix import ImportanceMatrix
     from codefill.quantize.pipeline import Options, run
 

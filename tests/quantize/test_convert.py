@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
+from codefill.engine.models import embedded_model_path
 from codefill.quantize import convert as conv
 from codefill.quantize.errors import MissingFilesError, UnsupportedArchitectureError
 from codefill.quantize.gguf_io import field_value, open_reader
-from codefill.quantize.hfexport import embedded_model_path
 from codefill.quantize.llm import EvalModel
 
 from tinyhf import ARCHS

@@ -20,7 +20,7 @@ def test_line_prompts_are_a_token_prefix_of_the_text(tmp_path):
     inside the file ("\\n" + "       " + " result" merges): the model then sees a token it never saw there and
     predicts column-0 code. The prompt must be a token prefix of the file's own tokenization."""
     from codefill.engine.llama import LlamaRuntime
-    from codefill.quantize.hfexport import embedded_model_path
+    from codefill.engine.models import embedded_model_path
 
     files = []
     for k in range(6):

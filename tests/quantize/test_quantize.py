@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
+from codefill.engine.models import embedded_model_path
 from codefill.quantize import ggml, gguf_io, imatrix as imx, mixed, recipes
 from codefill.quantize.errors import DiskSpaceError, TargetSizeError
-from codefill.quantize.hfexport import embedded_model_path
 from codefill.quantize.quant import Source, quantize_mix
 
 # relative RMS error bounds for Gaussian rows (about 2× what the types achieve)
