@@ -1,4 +1,4 @@
-"""Shared pieces of the CLI commands: model loading with a progress bar, position parsing, engine options."""
+"""Shared pieces of the CLI commands: exit codes, model loading with a progress bar, position parsing, engine options."""
 
 from __future__ import annotations
 
@@ -10,7 +10,40 @@ from typing import Callable, Iterator
 import typer
 
 from codefill.engine import Engine, EngineConfig
+from codefill.engine import errors as E
 from codefill.engine.errors import PositionError
+from codefill.quantize import errors as Q
+
+# The exit status of each user-facing failure (listed in the README). A class without an entry of its own exits
+# with its nearest ancestor's code (`exit_code` walks the MRO); 2 is click's usage error, 130 an interrupt.
+EXIT_CODES: dict[type, int] = {
+    E.CodefillError: 1,
+    E.ModelNotFoundError: 3,
+    E.ModelUnreadableError: 4,
+    E.ModelFormatError: 5,
+    E.ModelLoadError: 6,
+    E.InputFileError: 7,
+    E.BinaryFileError: 8,
+    E.EmptyFileError: 9,
+    E.PositionError: 10,
+    E.DownloadError: 11,
+    E.ConfigError: 12,
+    E.DocumentTooLargeError: 13,
+    Q.QuantizeError: 20,
+    Q.UnsupportedArchitectureError: 21,
+    Q.MissingFilesError: 22,
+    Q.DiskSpaceError: 23,
+    Q.CalibrationError: 24,
+    Q.TargetSizeError: 25,
+}
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for `error`: its class's code, else the nearest base class's, else 1."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
 
 
 def parse_location(spec: str) -> tuple[str, int, int]:

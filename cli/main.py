@@ -1,7 +1,8 @@
 """The `codefill` command: thin typer adapters over the engine and the quantizer.
 
 Each command group lives in its own module with a `register(app)` function, so features can be added without
-touching the others. User-facing failures are `CodefillError`s: printed on one line, exit with their own code.
+touching the others. User-facing failures are `CodefillError`s: printed on one line, exit with their class's code
+(cli/common.py, EXIT_CODES).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import typer
 
 from codefill.engine.errors import CodefillError
+
+from .common import exit_code
 
 app = typer.Typer(
     name="codefill",
@@ -61,7 +64,7 @@ def main() -> None:
         app(standalone_mode=False)
     except CodefillError as exc:
         typer.echo(f"codefill: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         typer.echo("codefill: interrupted", err=True)
         sys.exit(130)

@@ -1,68 +1,57 @@
 """User-facing failures.
 
-Every failure a user can cause (a bad model file, a bad position, a binary file …) is a `CodefillError` subclass with
-its own exit code. The CLI prints `str(error)` on one line and exits with `error.exit_code`; the language server turns
-it into an error response or a `window/showMessage`. Anything else escaping the engine is a bug.
+Every failure a user can cause (a bad model file, a bad position, a binary file …) is a `CodefillError` subclass, one
+class per kind of failure. The CLI prints `str(error)` on one line and exits with the code it gives that class
+(cli/common.py); the language server turns it into an error response or a `window/showMessage`. Anything else
+escaping the engine is a bug.
 """
 
 from __future__ import annotations
 
 
 class CodefillError(Exception):
-    """Base class: a clear one-line message and a distinct exit code."""
-
-    exit_code = 1
+    """Base class: a clear one-line message."""
 
 
 class ModelNotFoundError(CodefillError):
-    exit_code = 3
+    """No model at the path or name given (or the embedded model is not installed)."""
 
 
 class ModelUnreadableError(CodefillError):
-    exit_code = 4
+    """The model path exists but cannot be read (a directory, no permission …)."""
 
 
 class ModelFormatError(CodefillError):
     """The file exists and is readable but is not a (valid) GGUF model."""
 
-    exit_code = 5
-
 
 class ModelLoadError(CodefillError):
     """llama.cpp refused the model (unsupported architecture, out of memory …)."""
-
-    exit_code = 6
 
 
 class InputFileError(CodefillError):
     """The file to complete is missing or unreadable."""
 
-    exit_code = 7
-
 
 class BinaryFileError(CodefillError):
     """The file to complete is not UTF-8 text."""
 
-    exit_code = 8
-
 
 class EmptyFileError(CodefillError):
-    exit_code = 9
+    """The file to complete is empty."""
 
 
 class PositionError(CodefillError):
     """A line/column outside the document."""
 
-    exit_code = 10
-
 
 class DownloadError(CodefillError):
-    exit_code = 11
+    """A model could not be fetched from Hugging Face."""
 
 
 class ConfigError(CodefillError):
-    exit_code = 12
+    """The user config file or a setting is invalid."""
 
 
 class DocumentTooLargeError(CodefillError):
-    exit_code = 13
+    """The document is too large to complete."""

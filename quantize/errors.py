@@ -1,4 +1,4 @@
-"""Quantizer failures a user can cause. Exit codes from 20 up, distinct from the engine's."""
+"""Quantizer failures a user can cause (the CLI exits with codes from 20 up for them, cli/common.py)."""
 
 from __future__ import annotations
 
@@ -11,32 +11,24 @@ __all__ = [
 
 
 class QuantizeError(CodefillError):
-    exit_code = 20
+    """Base class of the quantizer's own failures."""
 
 
 class UnsupportedArchitectureError(QuantizeError):
     """The Hugging Face model's architecture (or tokenizer) has no converter here."""
 
-    exit_code = 21
-
 
 class MissingFilesError(QuantizeError):
     """A Hugging Face directory without config, weights or tokenizer."""
 
-    exit_code = 22
-
 
 class DiskSpaceError(QuantizeError):
-    exit_code = 23
+    """Not enough free disk for the files to write."""
 
 
 class CalibrationError(QuantizeError):
     """No usable calibration or held-out text."""
 
-    exit_code = 24
-
 
 class TargetSizeError(QuantizeError):
     """--target-size cannot be met by any mix of the candidate types."""
-
-    exit_code = 25

@@ -97,6 +97,28 @@ def test_bad_input_gets_one_line_and_its_exit_code(tmp_path, make, args, code, m
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 
+def test_every_failure_class_has_its_documented_exit_code():
+    from codefill.cli.common import exit_code
+    from codefill.engine import errors as E
+    from codefill.quantize import errors as Q
+
+    documented = {  # README: the engine's 3-13, the quantizer's 20-25, 1 for the base classes
+        E.CodefillError: 1, E.ModelNotFoundError: 3, E.ModelUnreadableError: 4, E.ModelFormatError: 5,
+        E.ModelLoadError: 6, E.InputFileError: 7, E.BinaryFileError: 8, E.EmptyFileError: 9, E.PositionError: 10,
+        E.DownloadError: 11, E.ConfigError: 12, E.DocumentTooLargeError: 13, Q.QuantizeError: 20,
+        Q.UnsupportedArchitectureError: 21, Q.MissingFilesError: 22, Q.DiskSpaceError: 23, Q.CalibrationError: 24,
+        Q.TargetSizeError: 25,
+    }
+    classes = {c for m in (E, Q) for c in vars(m).values() if isinstance(c, type) and issubclass(c, E.CodefillError)}
+    assert classes == set(documented)
+    assert {c: exit_code(c("x")) for c in classes} == documented
+
+    class Narrower(Q.TargetSizeError):  # a subclass without its own entry exits like its parent
+        pass
+
+    assert exit_code(Narrower("x")) == 25
+
+
 def test_corrupt_gguf_is_a_clean_error(tmp_path):
     from codefill.engine.models import embedded_model_path
 
