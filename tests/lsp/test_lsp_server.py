@@ -229,10 +229,14 @@ async def test_bad_requests_get_errors_and_the_server_lives_on(client: LanguageC
             content_changes=[types.TextDocumentContentChangeWholeDocument(text="y")]))
         proto._send_data({"jsonrpc": "2.0", "method": types.TEXT_DOCUMENT_DID_OPEN, "params": {"textDocument": 3}})
 
-        # a character past the end of its line means the end of the line (the spec)
-        past = await client.text_document_inline_completion_async(inline_params(uri, 0, 99))
-        for item in past.items:
-            assert item.range.start == types.Position(0, 5)
+    # a character past the end of its line means the end of the line (the spec)
+    async with opened(client, tmp_path / "past.py", "import math\n\n\ndef circle_area(radius):\n    return\n") as uri:
+        past = await client.text_document_inline_completion_async(inline_params(uri, 4, 99))
+        at_end = await client.text_document_inline_completion_async(inline_params(uri, 4, 10))
+    assert len(past.items) == 1, past
+    end = types.Position(4, 10)
+    assert past.items[0].range == types.Range(start=end, end=end)
+    assert past.items[0].insert_text == at_end.items[0].insert_text
 
     async with opened(client, tmp_path / "ok.py", "def add(a, b):\n    return \n") as uri:
         ok = await client.text_document_inline_completion_async(inline_params(uri, 1, 11))

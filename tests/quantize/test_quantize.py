@@ -58,8 +58,55 @@ def test_rows_that_do_not_fit_the_block_are_refused():
 
 
 def test_ggml_tensor_struct_mirror_matches_the_library():
+    """The mirror reads what the imatrix and sensitivity callbacks read (op, sources, type, shape, name) from graph
+    nodes that the library itself builds, and op_ids() names those ops as the library does."""
+    import ctypes
+
     ggml.check_tensor_layout()
-    assert ggml.op_ids()["MUL_MAT"] != ggml.op_ids()["GET_ROWS"]
+    ops = ggml.op_ids()
+    assert {"MUL_MAT", "GET_ROWS"} <= set(ops)
+    # our own handle on the same library: the prototypes declared here stay out of ggml.lib()'s
+    L = ctypes.CDLL(ggml.lib()._name)
+
+    class InitParams(ctypes.Structure):  # struct ggml_init_params (ggml.h)
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+    L.ggml_op_name.restype = ctypes.c_char_p
+    L.ggml_op_name.argtypes = [ctypes.c_int]
+    assert all(L.ggml_op_name(i).decode() == name for name, i in ops.items())
+    L.ggml_init.restype = ctypes.c_void_p
+    L.ggml_init.argtypes = [InitParams]
+    L.ggml_free.argtypes = [ctypes.c_void_p]
+    for fn in ("ggml_mul_mat", "ggml_get_rows"):
+        getattr(L, fn).restype = ctypes.c_void_p
+        getattr(L, fn).argtypes = [ctypes.c_void_p] * 3
+    L.ggml_new_tensor_1d.restype = ctypes.c_void_p
+    L.ggml_new_tensor_1d.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]
+    L.ggml_new_tensor_2d.restype = ctypes.c_void_p
+    L.ggml_new_tensor_2d.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    L.ggml_set_name.restype = ctypes.c_void_p
+    L.ggml_set_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+
+    def mirror(ptr):
+        return ctypes.cast(ptr, ctypes.POINTER(ggml.GGMLTensor)).contents
+
+    ctx = L.ggml_init(InitParams(1 << 20, None, True))  # no_alloc: graph structure only
+    try:
+        f32 = ggml.type_id("F32")
+        w = L.ggml_new_tensor_2d(ctx, f32, 16, 8)  # a weight: 8 rows of 16
+        x = L.ggml_new_tensor_2d(ctx, f32, 16, 5)  # activations: 5 columns
+        L.ggml_set_name(w, b"blk.0.attn_q.weight")
+        idx = L.ggml_new_tensor_1d(ctx, ggml.type_id("I32"), 3)
+        mm, gr, plain = mirror(L.ggml_mul_mat(ctx, w, x)), mirror(L.ggml_get_rows(ctx, w, idx)), mirror(w)
+        assert mm.op == ops["MUL_MAT"] and gr.op == ops["GET_ROWS"] and plain.op not in (mm.op, gr.op)
+        assert ctypes.addressof(mm.src[0].contents) == w and ctypes.addressof(mm.src[1].contents) == x
+        assert ctypes.addressof(gr.src[0].contents) == w and ctypes.addressof(gr.src[1].contents) == idx
+        assert not plain.src[0]
+        assert mm.src[0].contents.name == b"blk.0.attn_q.weight"
+        assert mm.type == f32 and tuple(mm.ne[:2]) == (8, 5)  # one output per weight row and input column
+        assert tuple(gr.ne[:2]) == (16, 3)
+    finally:
+        L.ggml_free(ctx)
 
 
 def test_standard_mixes_match_llama_quantize_file_sizes():

@@ -46,8 +46,38 @@ def test_sample_many_at_temperature_zero_is_the_greedy_answer_n_times(eng):
 
 
 def test_complete_selected_returns_the_selected_candidate(eng):
+    """Each method's choice, checked against the candidates' own texts and log-probabilities (not by asking the
+    selector again)."""
+    import math
+
+    from codefill.engine.selection import normalize, syntax_ok
+
     best, cands = complete_selected(eng, req(temperature=0.0), 4, "auto")
-    assert len(cands) == 4 and cands[0].greedy
-    assert best is select_best(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "auto").completion
-    by_agreement = select_best(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "agreement")
-    assert by_agreement is rank(cands, build_context(SRC, 2, 11, path="temps.py", mode="line"), "cluster")[0]
+    assert len(cands) == 4 and cands[0].greedy and not any(c.greedy for c in cands[1:])
+    assert cands[0].text == eng.complete(req(temperature=0.0)).text  # candidate 0 is the greedy answer
+    assert any(best is c.completion for c in cands)
+    ctx = build_context(SRC, 2, 11, path="temps.py", mode="line")
+
+    def mean_lp(c):
+        return sum(c.token_logprobs) / len(c.token_logprobs) if c.token_logprobs else -math.inf
+
+    usable = [c for c in cands if c.text.strip() and syntax_ok(ctx, c.text) is not False]
+    assert usable, [c.text for c in cands]
+    # auto: answers agreeing (same code once normalised) add log(share) to the best mean log-probability among them
+    groups: dict[str, list] = {}
+    for c in cands:
+        groups.setdefault(normalize(c.text, "python"), []).append(c)
+    score = {k: math.log(len(g) / len(cands)) + max(mean_lp(c) for c in g if c in usable)
+             for k, g in groups.items() if any(c in usable for c in g)}
+    winner = max(score, key=score.get)
+    assert normalize(best.text, "python") == winner, (best.text, score)
+    assert best.text.strip() and syntax_ok(ctx, best.text) is not False
+    assert mean_lp(best) == max(mean_lp(c) for c in groups[winner] if c in usable)
+
+    assert select_best(cands, ctx, "first") is cands[0]
+    by_logprob = select_best(cands, ctx, "logprob")
+    assert by_logprob.text.strip() and mean_lp(by_logprob) == max(mean_lp(c) for c in cands if c.text.strip())
+    by_agreement = select_best(cands, ctx, "agreement")
+    assert by_agreement is rank(cands, ctx, "cluster")[0]  # the alias
+    largest = max(len(g) for k, g in groups.items() if k.strip())
+    assert len(groups[normalize(by_agreement.text, "python")]) == largest
