@@ -1,0 +1,274 @@
+"""Decoding as the engine's callers see it: what ends a completion (a family's stop tokens, the time budget), prompts
+longer than the context, and the per-document memory that `Engine.forget` drops.
+
+The stop-token and time-budget tests run real decodes on tiny generated models (tests/tinymodels.py,
+`make_tiny_model`) whose greedy output is a chosen chain of tokens, so what the model emits is known exactly; the
+others use the embedded model.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from codefill.engine import CodefillError, CompletionRequest, DecodeConfig, Engine, EngineConfig
+from tinymodels import make_tiny_model
+
+# The special tokens that end a completion, per FIM family (the tiny vocabularies have these; see engine/fim.py).
+# Most of them llama.cpp does not count as end-of-generation: only the engine's own stop list ends the decode there.
+STOPS = {
+    "qwen": ["<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|im_end|>", "<|fim_prefix|>",
+             "<|fim_suffix|>", "<|fim_middle|>"],
+    "starcoder2": ["<|endoftext|>", "<file_sep>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>",
+                   "<repo_name>"],
+    "starcoder": ["<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>", "<filename>"],
+    "deepseek": ["<｜end▁of▁sentence｜>", "<|EOT|>", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"],
+    "codellama": ["▁<EOT>", "</s>"],
+    "codegemma": ["<|file_separator|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<eos>"],
+}
+FAMILY = {"starcoder2": "starcoder"}  # the engine's family name where it differs from the vocabulary's
+
+DOC = "x = \n"  # a line completion after "x = " (PSM prompts end with the FIM middle token, not in any chain)
+
+
+@pytest.fixture(autouse=True)
+def _one_amx_probe_is_enough(monkeypatch):
+    """These tests load many short-lived model files; on a CPU that advertises AMX each would get its own probe
+    (engine/hardware.py). Tiny F32 models have no repacked kernels to lose."""
+    from codefill.engine.hardware import cpu_advertises_amx
+
+    if cpu_advertises_amx():
+        monkeypatch.setenv("CODEFILL_EXTRA_BUFTS", "off")
+
+
+def load_chain(tiny_dir, family, chain, name, loop_to=-1, **decode) -> Engine:
+    v = make_tiny_model(family, str(tiny_dir), chain, name=name, loop_to=loop_to)
+    return Engine.load(EngineConfig(model_path=v.path, n_ctx=2048, n_threads=1, windows=0, decode=DecodeConfig(**decode)))
+
+
+def tiny_req(text=DOC, line=0, character=4, **kw):
+    kw.setdefault("time_budget_ms", None)
+    kw.setdefault("use_cache", False)
+    kw.setdefault("max_tokens", 8)
+    return CompletionRequest(text=text, line=line, character=character, path="x.py", **kw)
+
+
+CASES = [(fam, stop) for fam, stops in STOPS.items() for stop in stops]
+
+
+@pytest.mark.parametrize("family,stop", CASES, ids=[f"{f}-{s}" for f, s in CASES])
+def test_a_family_stop_token_ends_the_completion_and_is_not_in_it(tiny_dir, family, stop):
+    # After "hi" the model emits the stop token, then "hi" again (the chain loops; the stop token may be the FIM middle
+    # token the prompt ends with): without the stop the answer would be "hihihi".
+    eng = load_chain(tiny_dir, family, ["h", "i", stop], f"after-{CASES.index((family, stop))}", loop_to=0)
+    try:
+        assert eng.family == FAMILY.get(family, family)
+        c = eng.complete(tiny_req())
+        assert (c.text, c.raw, c.stop_reason) == ("hi", "hi", "eos")  # the stop token is not part of it
+    finally:
+        eng.close()
+    # The stop token first (and forever after): an empty answer that ends at once, not at the token limit.
+    eng = load_chain(tiny_dir, family, [stop], f"first-{CASES.index((family, stop))}")
+    try:
+        c = eng.complete(tiny_req())
+        assert (c.text, c.raw, c.stop_reason) == ("", "", "eos")
+    finally:
+        eng.close()
+
+
+def test_a_special_token_that_is_no_stop_does_not_end_the_completion(tiny_dir):
+    """The control case of the test above: the chain model goes on through a special token the family does not stop
+    at (it has no text of its own), so an engine that ignored its stop list would fail that test."""
+    eng = load_chain(tiny_dir, "qwen", ["h", "i", "<|im_start|>", "Z"], "through-im-start")
+    try:
+        c = eng.complete(tiny_req())
+        assert c.stop_reason == "max_tokens" and c.raw == "hiZZZZZ"  # 8 tokens: h, i, the special one, 5 Z
+    finally:
+        eng.close()
+
+
+# ---------------------------------------------------------------------------------------------- time budget
+
+LINE = "abcdefg"
+UNLIMITED = dict(max_tokens=1500, max_line_tokens=1500, max_lines=10**6)  # only the time budget can end these
+# Block mode on a tab-indented empty line of a function body: the model writes "abcdefg", "\tabcdefg", … forever (one
+# token per character), every line inside the block, so no stop rule ends it.
+BLOCK_DOC = "def f():\n\t\n"
+BLOCK_LINES = re.compile(f"{LINE}(\n\t{LINE})*")
+
+
+@pytest.fixture(scope="module")
+def lines_engine(tiny_dir):
+    eng = load_chain(tiny_dir, "deepseek", list(LINE) + ["\n", "\t"], "lines", loop_to=0, time_budget_ms=15.0,
+                     **UNLIMITED)
+    eng.complete(block_req(max_tokens=16))  # the first decode of a context pays for its setup
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def endless_line_engine(tiny_dir):
+    eng = load_chain(tiny_dir, "deepseek", list(LINE), "endless-line", loop_to=0, **UNLIMITED)
+    eng.complete(tiny_req(mode="line", max_tokens=16))
+    yield eng
+    eng.close()
+
+
+def block_req(**kw):
+    return tiny_req(text=BLOCK_DOC, line=1, character=1, mode="block", **{"max_tokens": None, **kw})
+
+
+@pytest.mark.parametrize("budget", [5.0, 10.0, 20.0, 40.0])
+def test_a_block_out_of_time_keeps_whole_lines_only(lines_engine, budget):
+    c = lines_engine.complete(block_req(time_budget_ms=budget))
+    assert c.mode == "block" and c.stop_reason == "time"
+    assert c.timings.decode_ms >= budget  # the budget was used, not cut short
+    if "\n" not in c.raw:
+        pytest.skip(f"{budget} ms decoded less than two lines on this machine")
+    # every kept line is a complete line of the model's; the partial last one is dropped
+    assert BLOCK_LINES.fullmatch(c.raw), c.raw[-40:]
+    assert c.timings.decode_tokens >= len(c.raw)  # one token per character
+    assert c.text and c.text.split("\n")[0] == LINE
+
+
+def test_the_engine_default_budget_applies_and_none_means_no_limit(lines_engine):
+    default = lines_engine.complete(block_req(time_budget_ms=-1.0))  # -1: EngineConfig.decode.time_budget_ms (15 ms)
+    assert default.stop_reason == "time" and default.timings.decode_ms >= 15.0
+    unlimited = lines_engine.complete(block_req(time_budget_ms=None, max_tokens=200))
+    assert unlimited.stop_reason == "max_tokens" and len(unlimited.raw) == 200  # one token per character
+    # the token limit keeps the partial last line (200 = 7 + 21 * 9 + 4): only running out of time drops it
+    assert unlimited.raw == (LINE + f"\n\t{LINE}" * 22)[:200] and unlimited.raw.endswith("\n\tab")
+
+
+def test_a_completion_cut_by_time_is_not_cached(lines_engine):
+    ask = block_req(time_budget_ms=5.0, use_cache=True, max_tokens=1499)  # a token limit no other test asks for
+    first = lines_engine.complete(ask)
+    again = lines_engine.complete(ask)
+    assert first.stop_reason == again.stop_reason == "time"  # decoded again, not answered from the cache
+    assert again.timings.decode_tokens > 0
+    done = lines_engine.complete(block_req(time_budget_ms=None, use_cache=True, max_tokens=40))
+    assert lines_engine.complete(block_req(time_budget_ms=None, use_cache=True, max_tokens=40)).stop_reason == "cache"
+    assert done.stop_reason == "max_tokens"  # (the control: a finished completion is cached)
+
+
+@pytest.mark.parametrize("budget", [2.0, 10.0])
+def test_a_line_out_of_time_keeps_what_was_decoded(endless_line_engine, budget):
+    c = endless_line_engine.complete(tiny_req(mode="line", max_tokens=None, time_budget_ms=budget))
+    assert c.mode == "line" and c.stop_reason == "time"
+    assert c.timings.decode_ms >= budget
+    assert c.raw and "\n" not in c.raw
+    assert c.raw == (LINE * (len(c.raw) // len(LINE) + 1))[: len(c.raw)]  # the decoded text, partial word kept
+    assert c.timings.decode_tokens == len(c.raw)
+
+
+@pytest.mark.slow
+def test_a_block_of_the_real_model_out_of_time_keeps_whole_lines(engine):
+    """The embedded model: a budget that runs out in the middle of a function body keeps the lines decoded whole
+    (the unlimited answer up to one of its line breaks)."""
+    text = "def fibonacci(n):\n"
+
+    def ask(budget):
+        return engine.complete(CompletionRequest(text=text, line=0, character=17, path="fib.py", max_tokens=48,
+                                                 time_budget_ms=budget, use_cache=False))
+
+    full = ask(None)
+    assert full.mode == "block" and full.raw.count("\n") >= 3, full.raw
+    budget = max(full.timings.decode_ms / 2, 1.0)
+    for _ in range(8):  # the machine's speed varies: look for a budget that ends after a line, before the answer
+        cut = ask(budget)
+        if cut.stop_reason != "time":
+            budget /= 2
+        elif not cut.raw.strip():  # not even the first body line
+            budget *= 1.6
+        else:
+            break
+    assert cut.stop_reason == "time" and cut.raw.strip(), (budget, cut.raw, full.raw)
+    assert len(cut.raw) < len(full.raw) and full.raw.startswith(cut.raw)
+    assert full.raw[len(cut.raw)] == "\n"  # it ends where a line of the unlimited answer ends
+    assert full.text.startswith(cut.text) and cut.text.strip()
+
+
+@pytest.mark.slow
+def test_a_tiny_budget_on_the_real_model_ends_with_time(engine):
+    line = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, "
+    c = engine.complete(CompletionRequest(text=line, line=0, character=len(line), path="n.py", max_tokens=40,
+                                          time_budget_ms=0.01, use_cache=False))
+    assert c.mode == "line" and c.stop_reason == "time" and c.timings.decode_tokens <= 1
+    block = engine.complete(CompletionRequest(text="def fibonacci(n):\n", line=0, character=17, path="fib.py",
+                                              max_tokens=40, time_budget_ms=0.01, use_cache=False))
+    assert block.mode == "block" and block.stop_reason == "time"
+    # its one token starts the body ("\n    …"): a partial line, dropped
+    assert block.raw == "" and block.text == "" and block.timings.decode_tokens <= 1
+
+
+# ---------------------------------------------------------------------------------------------- long prompts
+
+FILLER = "".join(f"def scale_{i}(value):\n    factor = {i * 7 % 13} + len(str(value))\n    return value * factor\n\n\n"
+                 for i in range(150))
+TAIL = "def tail(zebra_count):\n    return zebra_"
+
+
+@pytest.fixture(scope="module")
+def small_ctx():
+    eng = Engine.load(EngineConfig(n_ctx=256, n_threads=2))
+    yield eng
+    eng.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("max_tokens", [8, 24])
+def test_a_prompt_longer_than_the_context_keeps_the_end_of_the_prefix(small_ctx, max_tokens):
+    doc = FILLER + TAIL
+    n_lines = doc.count("\n")
+    n_ctx = small_ctx.model_info()["n_ctx"]
+    assert n_ctx == 256
+    c = small_ctx.complete(CompletionRequest(text=doc, line=n_lines, character=len(TAIL.split("\n")[-1]),
+                                             path="scale.py", max_tokens=max_tokens, time_budget_ms=None,
+                                             use_cache=False))
+    assert c.timings.prompt_tokens <= n_ctx - max_tokens
+    assert c.timings.prompt_tokens >= n_ctx // 2  # the room left is used
+    # the model saw the cursor line: it completes the parameter named only there
+    assert c.mode == "line" and c.text.startswith("count"), c.text
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="max_tokens >= n_ctx leaves no room for the prompt: the engine raises a bare "
+                                       "ValueError('empty prompt') instead of a completion or a CodefillError")
+def test_max_tokens_beyond_the_context_is_not_a_crash(small_ctx):
+    doc = FILLER + TAIL
+    try:
+        c = small_ctx.complete(CompletionRequest(text=doc, line=doc.count("\n"), character=len("    return zebra_"),
+                                                 path="scale.py", max_tokens=300, time_budget_ms=None,
+                                                 use_cache=False))
+    except CodefillError:
+        return
+    assert c.timings.prompt_tokens > 0
+
+
+# ---------------------------------------------------------------------------------------------- Engine.forget
+
+
+@pytest.mark.slow
+def test_forget_drops_the_completion_typing_would_be_answered_from(engine):
+    def ask(doc_text, doc_id):
+        lines = doc_text.split("\n")
+        line = len(lines) - 2  # the cursor at the end of the last line
+        return engine.complete(CompletionRequest(text=doc_text, line=line, character=len(lines[line]),
+                                                 path="area.py", document_id=doc_id, time_budget_ms=None,
+                                                 max_tokens=12))
+
+    kept_doc = "def square_area(side):\n    return \n"
+    first = ask(kept_doc, "kept")
+    assert len(first.text) >= 2, first.text
+    typed = ask(kept_doc.replace("return \n", "return " + first.text[0] + "\n"), "kept")
+    assert typed.stop_reason == "typed"  # remembered: typing its first character is answered from it
+
+    doc = "def circle_area(radius):\n    return \n"
+    first = ask(doc, "forgotten")
+    assert len(first.text) >= 2, first.text
+    engine.forget("forgotten")
+    after = ask(doc.replace("return \n", "return " + first.text[0] + "\n"), "forgotten")
+    assert after.stop_reason not in ("typed", "cancelled")
+    assert after.timings.prompt_tokens > 0  # the model answered
+    engine.forget("never-seen")  # forgetting an unknown document is harmless
