@@ -47,8 +47,14 @@ def load_chain(tiny_dir, family, chain, name, loop_to=-1, **decode) -> Engine:
     return Engine.load(EngineConfig(model_path=v.path, n_ctx=2048, n_threads=1, windows=0, decode=DecodeConfig(**decode)))
 
 
+ENGINE_DEFAULT = object()  # time_budget_ms=ENGINE_DEFAULT: leave the field out, so the engine's default applies
+
+
 def tiny_req(text=DOC, line=0, character=4, **kw):
-    kw.setdefault("time_budget_ms", None)
+    if kw.get("time_budget_ms") is ENGINE_DEFAULT:
+        del kw["time_budget_ms"]
+    else:
+        kw.setdefault("time_budget_ms", None)
     kw.setdefault("use_cache", False)
     kw.setdefault("max_tokens", 8)
     return CompletionRequest(text=text, line=line, character=character, path="x.py", **kw)
@@ -133,7 +139,7 @@ def test_a_block_out_of_time_keeps_whole_lines_only(lines_engine, budget):
 
 
 def test_the_engine_default_budget_applies_and_none_means_no_limit(lines_engine):
-    default = lines_engine.complete(block_req(time_budget_ms=-1.0))  # -1: EngineConfig.decode.time_budget_ms (15 ms)
+    default = lines_engine.complete(block_req(time_budget_ms=ENGINE_DEFAULT))  # EngineConfig's: 15 ms
     assert default.stop_reason == "time" and default.timings.decode_ms >= 15.0
     unlimited = lines_engine.complete(block_req(time_budget_ms=None, max_tokens=200))
     assert unlimited.stop_reason == "max_tokens" and len(unlimited.raw) == 200  # one token per character
