@@ -4,8 +4,9 @@
                                         # change greedy output: say so in the commit)
 
 The positions cover what the decode loop decides: line and block mode, token healing (a cursor inside a word and after
-indentation), the no-leading-space rule, a cursor after code, a prompt with snippets from another file, and the
-sampled path's greedy candidate. Requests carry no time budget, so the answers do not depend on the machine's speed.
+indentation), the no-leading-space rule, a cursor after code and a prompt with snippets from another file.
+Requests carry no time budget, so the answers do not depend on the machine's speed;
+each starts from an empty KV cache, so they do not depend on what ran before.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def texts() -> dict[str, str]:
 
 
 def answer(engine, pos: dict, text: str) -> dict:
+    # A cold KV cache for every answer: what an earlier request left cached changes how llama.cpp batches the
+    # prompt, and its batch-size dependent rounding can move log-probabilities by ~1e-2 and flip a close greedy
+    # choice. (`runtime` is the in-process backend's name before the refactor; the recording was made with it.)
+    (engine.backend if hasattr(engine, "backend") else engine.runtime).clear()
     c = engine.complete(request_for(pos, text))
     return {"text": c.text, "raw": c.raw, "stop_reason": str(c.stop_reason), "mode": c.mode,
             "kept_tokens": len(c.token_logprobs), "logprob_mean": c.logprob_mean}
