@@ -8,12 +8,12 @@
 
 from .config import BudgetConfig, DecodeConfig, EngineConfig
 from .context import CompletionContext, Position, Range, Snippet, build_context, read_source_file
-from .engine import Engine, apply_completion
+from .engine import Engine, Prepared, apply_completion
 from .errors import CodefillError
-from .types import Completion, CompletionRequest, Timings
+from .types import DEFAULT, Candidate, Completion, CompletionRequest, SampleSet, StopReason, Timings
 
 __all__ = [
     "BudgetConfig", "DecodeConfig", "EngineConfig", "CompletionContext", "Position", "Range", "Snippet",
-    "build_context", "read_source_file", "Engine", "apply_completion", "CodefillError", "Completion",
-    "CompletionRequest", "Timings",
+    "build_context", "read_source_file", "Engine", "Prepared", "apply_completion", "CodefillError", "Completion",
+    "CompletionRequest", "Timings", "Candidate", "SampleSet", "StopReason", "DEFAULT",
 ]

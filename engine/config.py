@@ -23,6 +23,12 @@ class BudgetConfig:
 GPU_SCALE = 4
 
 
+# Sampling settings for candidates drawn beside the greedy one (alternatives, adaptive samples, pass@k) when the
+# request itself is greedy: the HumanEval pools behind the gate and the selectors were drawn with them.
+SAMPLE_TEMPERATURE = 0.8
+SAMPLE_TOP_P = 0.95
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     max_tokens: int = 128  # per completion

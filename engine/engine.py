@@ -1,8 +1,13 @@
-"""The engine: context → prompt → decode → post-process → cache, over one loaded model.
+"""The engine: context → prompt → decode → post-process → cache, over one backend (backend.Backend).
 
-Thread-safety: `complete` may be called from several threads (the language server's workers); the model runs one
-request at a time. A newer request for the same document makes an older one still decoding stop between two tokens
-(stop reason "cancelled"), so a fast typist never waits for a stale completion.
+One request, one straight line: `prepare` turns it into its context, prompt and cache key once (`Prepared`); `complete`
+answers from the typed-through state or the completion cache, or decodes one candidate; `sample` decodes n candidates
+from one prompt evaluation — `complete`'s decode is its n = 1 case (decode.run over `Stream`s).
+
+Thread-safety: `complete` and `sample` may be called from several threads (the language server's workers); the
+backend runs one request at a time under the engine's lock, and so does every read and write of the engine's caches.
+A newer request for the same document makes an older one still decoding stop between two tokens (stop reason
+CANCELLED), so a fast typist never waits for a stale completion.
 """
 
 from __future__ import annotations
@@ -13,37 +18,76 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, replace
-from typing import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Sequence
 
-from .config import GPU_SCALE, BudgetConfig, EngineConfig
-from .context import CompletionContext, Position, Range, build_context
-from .decode import Sampler, generate
+from .backend import Backend
+from .config import GPU_SCALE, SAMPLE_TEMPERATURE, SAMPLE_TOP_P, BudgetConfig, EngineConfig
+from .context import CompletionContext, Position, Range, build_context, offset_of
+from .decode import HealingIndex, Limits, Stream, run
 from .filters import postprocess
 from .fim import Format, resolve_format
 from .llama import LlamaRuntime
 from .models import resolve_model
 from .prompt import Prompt, PromptBuilder
+from .sampler import Sampler
 from .stops import StopRules
-from .types import Completion, CompletionRequest, Timings
+from .types import DEFAULT, Candidate, Completion, CompletionRequest, SampleSet, StopReason, Timings
 
 log = logging.getLogger(__name__)
 
+# The post-processor reads the lines after the cursor, not only the prompt: this much of the suffix keys the caches.
+SUFFIX_KEY_CHARS = 2000
 
-class _Cache:
-    """LRU of finished completions keyed by the prompt-relevant inputs."""
 
+@dataclass(frozen=True)
+class Prepared:
+    """A request turned into what every later step takes: its context, its prompt (fitted into the context window)
+    and its cache key. Built once by `Engine.prepare`."""
+
+    request: CompletionRequest
+    context: CompletionContext
+    prompt: Prompt
+    tokens: tuple[int, ...]  # the prompt's tokens, cut to leave room for the completion
+    max_tokens: int  # this completion's token limit (line mode caps it)
+    key: str  # completion-cache key
+
+    @property
+    def suffix_key(self) -> str:
+        return self.context.suffix[:SUFFIX_KEY_CHARS]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A finished decode, as the completion cache keeps it."""
+
+    raw: str
+    logprobs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _LastCompletion:
+    """A document's last shown completion, for answering the user's typing through it."""
+
+    prefix: str
+    suffix_key: str
+    raw: str
+    logprobs: tuple[float, ...]
+    mode: str
+
+
+class _LRU:
     def __init__(self, size: int):
         self.size = size
-        self._d: collections.OrderedDict[str, tuple[str, str, tuple[float, ...]]] = collections.OrderedDict()
+        self._d: collections.OrderedDict[str, _Answer] = collections.OrderedDict()
 
-    def get(self, key: str):
+    def get(self, key: str) -> _Answer | None:
         v = self._d.get(key)
         if v is not None:
             self._d.move_to_end(key)
         return v
 
-    def put(self, key: str, value) -> None:
+    def put(self, key: str, value: _Answer) -> None:
         self._d[key] = value
         self._d.move_to_end(key)
         while len(self._d) > self.size:
@@ -51,20 +95,20 @@ class _Cache:
 
 
 class Engine:
-    def __init__(self, runtime: LlamaRuntime, config: EngineConfig, fmt: Format | None = None):
-        self.runtime = runtime
+    def __init__(self, backend: Backend, config: EngineConfig, fmt: Format | None = None):
+        self.backend = backend
         self.config = config
-        self.format = fmt or resolve_format(runtime, spm=config.spm)
-        self.builder = PromptBuilder(runtime, self.format, config.budget)
-        self.model_path = runtime.path
-        self.model_name = os.path.basename(runtime.path)
-        self._lock = threading.Lock()
-        self._latest: dict[str, int] = {}
+        self.format = fmt or resolve_format(backend, spm=config.spm)
+        self.builder = PromptBuilder(backend, self.format, config.budget)
+        self.model_path = backend.path
+        self.model_name = os.path.basename(backend.path)
+        self._healing = HealingIndex(backend)
+        self._lock = threading.Lock()  # the backend: one request evaluates at a time
+        self._state_lock = threading.Lock()  # tickets and caches below (never held while decoding)
+        self._latest: dict[str, int] = {}  # per document: the ticket of its newest request
         self._counter = 0
-        self._counter_lock = threading.Lock()
-        self._cache = _Cache(config.cache_entries)
-        # per document: (prompt prefix text, suffix text, raw completion, logprobs, mode) of the last decode
-        self._last: dict[str, tuple[str, str, str, tuple[float, ...], str]] = {}
+        self._cache = _LRU(config.cache_entries)
+        self._last: dict[str, _LastCompletion] = {}
         self._sha256: str | None = None
 
     # ---------------------------------------------------------------- construction
@@ -75,7 +119,7 @@ class Engine:
         progress: Callable[[float], None] | None = None,
         model: str | None = None,
     ) -> "Engine":
-        """Load the configured model (the embedded default when none is named)."""
+        """Load the configured model (the embedded default when none is named) into the in-process backend."""
         config = config or EngineConfig()
         path = resolve_model(model or config.model_path)
         rt = LlamaRuntime(
@@ -89,16 +133,21 @@ class Engine:
             progress=progress,
         )
         config = replace(config, model_path=path)
-        if rt.gpu_offload and config.budget == BudgetConfig():
+        if rt.accelerated and config.budget == BudgetConfig():
             config = replace(config, budget=config.budget.scaled(GPU_SCALE))  # prompts are cheap on a GPU
         return cls(rt, config)
 
     def close(self) -> None:
-        self.runtime.close()
+        self.backend.close()
 
     @property
     def family(self) -> str:
         return self.format.name
+
+    @property
+    def accelerated(self) -> bool:
+        """The model runs on a GPU (or a server): parallel candidates cost about what one does."""
+        return self.backend.accelerated
 
     def model_info(self) -> dict:
         if self._sha256 is None:
@@ -114,61 +163,70 @@ class Engine:
             "size": os.path.getsize(self.model_path),
             "family": self.family,
             "fim": self.format.is_fim,
-            "description": self.runtime.describe(),
-            "n_ctx": self.runtime.n_ctx,
-            "n_threads": self.runtime.n_threads,
-            "extra_buffer_types": self.runtime.use_extra_bufts,
+            "description": self.backend.describe(),
+            "n_ctx": self.backend.n_ctx,
+            "n_threads": self.backend.n_threads,
+            "accelerated": self.backend.accelerated,
+            "extra_buffer_types": getattr(self.backend, "use_extra_bufts", None),  # llama.cpp in-process only
             "config": asdict(self.config),
         }
 
-    # ---------------------------------------------------------------- requests
-    def context_for(self, req: CompletionRequest) -> CompletionContext:
-        return build_context(
+    # ---------------------------------------------------------------- preparing a request
+    def prepare(self, req: CompletionRequest | Prepared) -> Prepared:
+        """The request's context, prompt and cache key, built once for every later step (a Prepared is returned
+        as it is, so every step may take either)."""
+        if isinstance(req, Prepared):
+            return req
+        ctx = build_context(
             req.text, req.line, req.character, path=req.path, language=req.language, snippets=req.snippets,
             mode=req.mode,
         )
+        prompt = self.builder.build(ctx)
+        requested = req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
+        limit = min(requested, self.config.decode.max_line_tokens) if ctx.mode == "line" else requested
+        tokens = self._fit(prompt.tokens, requested)
+        return Prepared(req, ctx, prompt, tokens, limit, self._cache_key(ctx, tokens, limit, req))
 
-    def prompt_for(self, ctx: CompletionContext) -> Prompt:
-        return self.builder.build(ctx)
+    def _fit(self, tokens: tuple[int, ...], max_tokens: int) -> tuple[int, ...]:
+        """Keep the prompt inside the context: drop tokens from the far end of the prefix side if needed."""
+        room = self.backend.n_ctx - max_tokens - 1
+        if len(tokens) <= room:
+            return tokens
+        log.warning("prompt of %d tokens exceeds the context; keeping the last %d", len(tokens), room)
+        head = (self.format.bos,) if self.format.bos is not None else ()
+        return head + tokens[len(tokens) - room + len(head) :]
 
-    def _ticket(self, doc: str | None) -> tuple[str | None, int]:
-        with self._counter_lock:
-            self._counter += 1
-            if doc is not None:
-                self._latest[doc] = self._counter
-            return doc, self._counter
-
-    def _superseded(self, ticket: tuple[str | None, int]) -> bool:
-        doc, n = ticket
-        return doc is not None and self._latest.get(doc, n) != n
-
-    def _max_tokens(self, req: CompletionRequest, mode: str | None = None) -> int:
-        n = req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
-        return min(n, self.config.decode.max_line_tokens) if mode == "line" else n
-
-    def _deadline(self, req: CompletionRequest, start: float) -> float | None:
-        budget = self.config.decode.time_budget_ms if req.time_budget_ms == -1.0 else req.time_budget_ms
-        return None if budget is None else start + budget / 1000.0
-
-    def _cache_key(self, ctx: CompletionContext, prompt: Prompt, req: CompletionRequest) -> str:
+    def _cache_key(self, ctx: CompletionContext, tokens: Sequence[int], limit: int, req: CompletionRequest) -> str:
         h = hashlib.blake2b(digest_size=16)
         for part in (
-            self.model_path, ctx.mode, str(self._max_tokens(req, ctx.mode)), str(req.temperature), str(req.top_p), str(req.seed),
+            self.model_path, ctx.mode, str(limit), str(req.temperature), str(req.top_p), str(req.seed),
             str(self.config.decode.max_lines),
         ):
             h.update(part.encode() + b"\0")
-        h.update(repr(prompt.tokens).encode())
-        # The post-processor sees more than the prompt: the cursor line and the lines after it.
-        h.update(ctx.line_prefix.encode() + b"\0" + ctx.suffix[:2000].encode())
+        h.update(repr(tuple(tokens)).encode())
+        h.update(ctx.line_prefix.encode() + b"\0" + ctx.suffix[:SUFFIX_KEY_CHARS].encode())
         return h.hexdigest()
 
-    def _finish(
-        self, ctx: CompletionContext, raw: str, reason: str, logprobs, timings: Timings
-    ) -> Completion:
-        text = postprocess(ctx, raw)
+    def _deadline(self, req: CompletionRequest) -> float | None:
+        budget = self.config.decode.time_budget_ms if req.time_budget_ms is DEFAULT else req.time_budget_ms
+        return None if budget is None else time.perf_counter() + budget / 1000.0
+
+    # ---------------------------------------------------------------- supersession
+    def _ticket(self, doc: str | None) -> Callable[[], bool]:
+        """A new request for `doc`; returns its `superseded()` check (true once a newer request for `doc` came)."""
+        with self._state_lock:
+            self._counter += 1
+            n = self._counter
+            if doc is not None:
+                self._latest[doc] = n
+        return lambda: doc is not None and self._latest.get(doc, n) != n
+
+    # ---------------------------------------------------------------- answers
+    def _finish(self, ctx: CompletionContext, raw: str, reason: StopReason, logprobs: Sequence[float],
+                timings: Timings) -> Completion:
         cursor = Position(ctx.line, ctx.character)
         return Completion(
-            text=text,
+            text=postprocess(ctx, raw) if reason != StopReason.CANCELLED else "",
             range=Range(cursor, cursor),
             stop_reason=reason,
             mode=ctx.mode,
@@ -178,129 +236,174 @@ class Engine:
             model=self.model_name,
         )
 
-    def _typed_through(self, req: CompletionRequest, ctx: CompletionContext, t0: float) -> Completion | None:
+    def _typed_through(self, p: Prepared, t0: float) -> Completion | None:
         """The user typed what the last completion predicted: answer with the rest of it, no model call."""
+        req, ctx = p.request, p.context
         if req.document_id is None or not req.use_cache or req.temperature > 0:
             return None
-        last = self._last.get(req.document_id)
-        if last is None:
+        with self._state_lock:
+            last = self._last.get(req.document_id)
+        if last is None or p.suffix_key != last.suffix_key or not ctx.prefix.startswith(last.prefix):
             return None
-        old_prefix, old_suffix, raw, logprobs, mode = last
-        if ctx.suffix[:2000] != old_suffix or not ctx.prefix.startswith(old_prefix):
+        typed = ctx.prefix[len(last.prefix) :]
+        if not typed or "\n" in typed or not last.raw.startswith(typed):
             return None
-        typed = ctx.prefix[len(old_prefix) :]
-        if not typed or "\n" in typed or not raw.startswith(typed):
-            return None
-        rest = raw[len(typed) :]
+        rest = last.raw[len(typed) :]
         if not rest.strip():
             return None
-        rest_ctx = replace(ctx, mode=mode)
         timings = Timings(total_ms=(time.perf_counter() - t0) * 1000)
-        return self._finish(rest_ctx, rest, "typed", (), timings)
+        return self._finish(replace(ctx, mode=last.mode), rest, StopReason.TYPED, (), timings)
 
-    def complete(self, req: CompletionRequest, cancel: threading.Event | None = None) -> Completion:
-        """One completion for `req` (greedy when `req.temperature` is 0)."""
+    def complete(self, req: CompletionRequest | Prepared, cancel: threading.Event | None = None) -> Completion:
+        """One completion (greedy when the request's temperature is 0): from the user's typing through the
+        document's last completion, from the completion cache, or decoded (`sample`'s n = 1 case)."""
         t0 = time.perf_counter()
-        ctx = self.context_for(req)
-        ticket = self._ticket(req.document_id)
-        hit = self._typed_through(req, ctx, t0)
+        p = self.prepare(req)
+        req = p.request
+        superseded = self._ticket(req.document_id)
+        hit = self._typed_through(p, t0)
         if hit is not None:
             return hit
-        prompt = self.prompt_for(ctx)
-        key = self._cache_key(ctx, prompt, req)
         if req.use_cache and req.temperature <= 0:
-            cached = self._cache.get(key)
+            with self._state_lock:
+                cached = self._cache.get(p.key)
             if cached is not None:
-                raw, _reason, logprobs = cached
-                self._remember(req, ctx, raw, logprobs)
-                return self._finish(ctx, raw, "cache", logprobs, Timings(total_ms=(time.perf_counter() - t0) * 1000))
+                self._remember(p, p.context.mode, cached.raw, cached.logprobs)
+                return self._finish(p.context, cached.raw, StopReason.CACHE, cached.logprobs,
+                                    Timings(total_ms=(time.perf_counter() - t0) * 1000))
+        sampler = Sampler(req.temperature, req.top_p, req.seed)
+        result = self._decode(p, [sampler], p.max_tokens, cancel, superseded, t0).candidates[0]
+        c = result.completion
+        if c.stop_reason not in (StopReason.CANCELLED, StopReason.TIME):
+            with self._state_lock:
+                self._cache.put(p.key, _Answer(c.raw, c.token_logprobs))
+        if c.stop_reason != StopReason.CANCELLED and req.temperature <= 0:
+            # (a sample the user may never see must not answer their typing later)
+            self._remember(p, c.mode, c.raw, c.token_logprobs)
+        return c
 
-        def cancelled() -> bool:
-            return (cancel is not None and cancel.is_set()) or self._superseded(ticket)
+    def sample(
+        self,
+        req: CompletionRequest | Prepared,
+        n: int,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        include_greedy: bool = True,
+        max_tokens: int | None = None,
+        cancel: threading.Event | None = None,
+        seed_offset: int = 0,
+    ) -> SampleSet:
+        """`n` candidates from one prompt evaluation, decoded together one token per candidate per batch.
 
-        with self._lock:
-            if cancelled():
-                return self._finish(ctx, "", "cancelled", (), Timings(total_ms=(time.perf_counter() - t0) * 1000))
-            tokens = self._fit(prompt.tokens, self._max_tokens(req))
-            tp = time.perf_counter()
-            reused, evaluated = self.runtime.sync(tokens)
-            prompt_ms = (time.perf_counter() - tp) * 1000
-            gen = generate(
-                self.runtime,
-                StopRules(ctx, self.config.decode.max_lines),
-                Sampler(req.temperature, req.top_p, req.seed),
-                max_tokens=self._max_tokens(req, ctx.mode),
-                deadline=self._deadline(req, time.perf_counter()),
-                stop_ids=self.format.stop_ids,
-                cancelled=cancelled,
-                heal=prompt.heal,
-            )
-        timings = Timings(
-            prompt_tokens=len(tokens),
-            prompt_reused=reused,
-            prompt_evaluated=evaluated,
-            prompt_ms=prompt_ms,
-            decode_tokens=len(gen.tokens),
-            decode_ms=gen.decode_ms,
-            total_ms=(time.perf_counter() - t0) * 1000,
-        )
-        if gen.stop_reason not in ("cancelled", "time"):
-            self._cache.put(key, (gen.text, gen.stop_reason, tuple(gen.token_logprobs)))
-        if gen.stop_reason == "cancelled":  # stale: nobody wants half of it
-            return self._finish(ctx, "", "cancelled", (), timings)
-        if req.temperature <= 0:  # a sample the user may never see must not answer their typing later
-            self._remember(req, ctx, gen.text, tuple(gen.token_logprobs))
-        return self._finish(ctx, gen.text, gen.stop_reason, gen.token_logprobs, timings)
-
-    def forget(self, document_id: str) -> None:
-        """Drop per-document state (the editor closed the document)."""
-        self._last.pop(document_id, None)
-        with self._counter_lock:
-            self._latest.pop(document_id, None)
-
-    def remember(self, req: CompletionRequest, completion: Completion) -> None:
-        """Make `completion` (shown to the user for `req`, e.g. a sampled candidate the language server chose) the
-        document's last completion, so that typing through it is answered from it."""
-        if completion.stop_reason in ("cancelled", "typed") or not completion.raw:
-            return
-        ctx = replace(self.context_for(req), mode=completion.mode)
-        self._remember(req, ctx, completion.raw, completion.token_logprobs)
-
-    def _remember(self, req: CompletionRequest, ctx: CompletionContext, raw: str, logprobs) -> None:
-        if req.document_id is not None:
-            self._last[req.document_id] = (ctx.prefix, ctx.suffix[:2000], raw, tuple(logprobs), ctx.mode)
-
-    def _fit(self, tokens: tuple[int, ...], max_tokens: int) -> tuple[int, ...]:
-        """Keep the prompt inside the context: drop tokens from the far end of the prefix side if needed."""
-        room = self.runtime.n_ctx - max_tokens - 1
-        if len(tokens) <= room:
-            return tokens
-        log.warning("prompt of %d tokens exceeds the context; keeping the last %d", len(tokens), room)
-        head = (self.format.bos,) if self.format.bos is not None else ()
-        return head + tokens[len(tokens) - room + len(head) :]
-
-    def warm(self, req: CompletionRequest) -> Timings:
-        """Evaluate the prompt for `req` without generating, so the next request at this place starts fast."""
+        Candidate 0 is greedy unless `include_greedy=False`; the others sample at `temperature`/`top_p` (default: the
+        request's, or SAMPLE_TEMPERATURE/SAMPLE_TOP_P when the request is greedy) with seeds req.seed + seed_offset +
+        i. Each records untempered per-token log-probabilities and entropies (the gate's signals). `max_tokens`
+        overrides the request's limit. Candidates beyond the backend's `n_seq` are decoded in further waves that
+        still share the evaluated prompt. No cache: every candidate is decoded.
+        """
+        if n < 1:
+            raise ValueError("n must be at least 1")
         t0 = time.perf_counter()
-        ctx = self.context_for(req)
-        prompt = self.prompt_for(ctx)
-        with self._lock:
-            tokens = self._fit(prompt.tokens, self._max_tokens(req))
-            reused, evaluated = self.runtime.sync(tokens)
-        ms = (time.perf_counter() - t0) * 1000
-        return Timings(len(tokens), reused, evaluated, ms, 0, 0.0, ms)
+        p = self.prepare(req)
+        req = p.request
+        temp = temperature if temperature is not None else (req.temperature if req.temperature > 0 else SAMPLE_TEMPERATURE)
+        tp = top_p if top_p is not None else (req.top_p if req.top_p < 1.0 else SAMPLE_TOP_P)
+        samplers = [Sampler(0.0 if include_greedy and i == 0 else temp, tp, req.seed + seed_offset + i)
+                    for i in range(n)]
+        return self._decode(p, samplers, max_tokens if max_tokens is not None else p.max_tokens, cancel,
+                            self._ticket(req.document_id), t0)
 
     def complete_many(self, req: CompletionRequest, n: int, cancel: threading.Event | None = None) -> list[Completion]:
-        """`n` samples for `req` (use temperature > 0), seeds req.seed + i, from one shared prompt evaluation."""
-        from .sampling import sample_many
+        """`n` completions for `req` from one prompt evaluation, each sampled at the request's temperature/top-p with
+        its own seed (req.seed + i). At temperature 0 all n would be the same greedy answer: decoded once, repeated."""
+        if n < 1:
+            return []
+        if req.temperature <= 0:
+            return [self.sample(req, 1, cancel=cancel).candidates[0].completion] * n
+        s = self.sample(req, n, temperature=req.temperature, top_p=req.top_p, include_greedy=False, cancel=cancel)
+        return [c.completion for c in s.candidates]
 
-        return sample_many(self, req, n, cancel=cancel)
+    def _decode(self, p: Prepared, samplers: list[Sampler], limit: int, cancel: threading.Event | None,
+                superseded: Callable[[], bool], t0: float) -> SampleSet:
+        """The decode loop for every path: evaluate the prompt once, fork it to the candidates (in waves of at most
+        the backend's sequences), run the streams, finish each into a Candidate."""
+
+        def cancelled() -> bool:
+            return (cancel is not None and cancel.is_set()) or superseded()
+
+        backend = self.backend
+        rules = StopRules(p.context, self.config.decode.max_lines)
+        streams = [Stream(0, s, rules, p.prompt.heal) for s in samplers]
+        reused = evaluated = batches = 0
+        prompt_ms = decode_ms = 0.0
+        with self._lock:
+            if cancelled():
+                for s in streams:
+                    s.finish(StopReason.CANCELLED)
+            else:
+                tp = time.perf_counter()
+                reused, evaluated = backend.evaluate(p.tokens)
+                prompt_ms = (time.perf_counter() - tp) * 1000
+                limits = Limits(limit, self._deadline(p.request), self.format.stop_ids)
+                td = time.perf_counter()
+                try:
+                    width = max(1, backend.n_seq)
+                    for start in range(0, len(streams), width):
+                        wave = streams[start : start + width]
+                        backend.fork(len(wave))
+                        for j, s in enumerate(wave):
+                            s.seq = j
+                        batches += run(backend, wave, limits, self._healing, cancelled)
+                finally:
+                    backend.rewind()
+                decode_ms = (time.perf_counter() - td) * 1000
+        total_ms = (time.perf_counter() - t0) * 1000
+        n_prompt = len(p.tokens)
+        candidates = []
+        for i, s in enumerate(streams):
+            lps, ents = s.signals() if s.reason != StopReason.CANCELLED else ([], [])
+            t = Timings(
+                prompt_tokens=n_prompt,
+                prompt_reused=reused if i == 0 else n_prompt,
+                prompt_evaluated=evaluated if i == 0 else 0,
+                prompt_ms=prompt_ms if i == 0 else 0.0,
+                decode_tokens=s.decoded,
+                decode_ms=decode_ms / len(streams),
+                total_ms=total_ms,
+            )
+            comp = self._finish(p.context, s.text if s.reason != StopReason.CANCELLED else "", s.reason, lps, t)
+            candidates.append(Candidate(comp, index=i, seed=s.sampler.seed, greedy=s.sampler.greedy, entropies=tuple(ents),
+                                        tokens=tuple(s.tokens), decoded_tokens=s.decoded))
+        timings = Timings(
+            prompt_tokens=n_prompt, prompt_reused=reused, prompt_evaluated=evaluated, prompt_ms=prompt_ms,
+            decode_tokens=sum(s.decoded for s in streams), decode_ms=decode_ms, total_ms=total_ms,
+        )
+        return SampleSet(candidates, p.context, p.request, timings, batches)
+
+    # ---------------------------------------------------------------- per-document state
+    def forget(self, document_id: str) -> None:
+        """Drop per-document state (the editor closed the document)."""
+        with self._state_lock:
+            self._last.pop(document_id, None)
+            self._latest.pop(document_id, None)
+
+    def remember(self, req: CompletionRequest | Prepared, completion: Completion) -> None:
+        """Make `completion` (shown to the user for `req`, e.g. a sampled candidate the language server chose) the
+        document's last completion, so that typing through it is answered from it."""
+        if completion.stop_reason in (StopReason.CANCELLED, StopReason.TYPED) or not completion.raw:
+            return
+        self._remember(self.prepare(req), completion.mode, completion.raw, completion.token_logprobs)
+
+    def _remember(self, p: Prepared, mode: str, raw: str, logprobs: Sequence[float]) -> None:
+        doc = p.request.document_id
+        if doc is not None:
+            with self._state_lock:
+                self._last[doc] = _LastCompletion(p.context.prefix, p.suffix_key, raw, tuple(logprobs), mode)
 
 
 def apply_completion(text: str, completion: Completion) -> str:
     """The document `text` with `completion` applied (its text replaces its range)."""
-    from .context import offset_of
-
     start = offset_of(text, completion.range.start.line, completion.range.start.character)
     end = offset_of(text, completion.range.end.line, completion.range.end.character)
     return text[:start] + completion.text + text[end:]

@@ -4,8 +4,8 @@ A logistic regression over a handful of features — token log-probabilities (me
 model's next-token distribution (mean, max, first), length and position (mode, what is on the cursor line) — fitted
 by the evaluation harness on HumanEval infilling tasks labelled by their tests (bench/scaling_gate.py, with
 codefill.eval.gatefit) and shipped as `engine/data/gate.json`. Two models live in the file: `full` (needs per-token
-entropies, which engine.sampling records) and `logprob` (log-probabilities only, for completions from
-`Engine.complete`, which has no entropies yet).
+entropies, which every Candidate of `Engine.sample` carries) and `logprob` (log-probabilities only, for a Completion
+from `Engine.complete`, which carries none; the decode loop computes them, so a later version can pass them on).
 
 Scoring costs a few microseconds of arithmetic; the entropies cost one dot product over the vocabulary per token
 inside the decode loop (measured by bench/scaling_gate.py). This module only scores; fitting, and the metrics that

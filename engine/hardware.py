@@ -106,7 +106,7 @@ def use_extra_buffer_types(model_path: str) -> bool:
 
 
 def _run_probe(model_path: str) -> bool | None:
-    cmd = [sys.executable, "-c", "from codefill.engine.hardware import probe_main; probe_main()", model_path]
+    cmd = [sys.executable, "-c", "from codefill.engine.llama import probe_main; probe_main()", model_path]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (subprocess.TimeoutExpired, OSError):
@@ -117,19 +117,3 @@ def _run_probe(model_path: str) -> bool | None:
 
 
 PROBE_MODEL_BROKEN = 3
-
-
-def probe_main() -> None:
-    """Child process: load with extra buffer types and decode; a fault kills this process, not the caller."""
-    from .llama import LlamaRuntime
-
-    from .errors import CodefillError
-
-    try:
-        rt = LlamaRuntime(sys.argv[1], n_ctx=256, n_threads=2, use_extra_bufts=True)
-    except CodefillError:
-        sys.exit(PROBE_MODEL_BROKEN)
-    tokens = rt.tokenize("def add(a, b):\n    return", add_special=True)
-    rt.sync(tokens)
-    rt.decode_one(int(rt.logits().argmax()))
-    sys.exit(0)

@@ -14,11 +14,14 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Sequence
+import sys
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ModelFormatError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
+from .errors import CodefillError, ModelFormatError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
+from . import hardware
+from .sampler import Draw, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,6 @@ def _init_backend() -> None:
                 return
             _llama_log.append(msg)
             if os.environ.get("CODEFILL_LLAMA_LOG"):
-                import sys
-
                 sys.stderr.write(msg)
 
         _log_cb = _cb  # keep a reference: C holds the pointer
@@ -106,7 +107,8 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class LlamaRuntime:
-    """One model, one context, `n_seq` sequences sharing the KV cache. Not thread-safe: callers serialise."""
+    """One model, one context, `n_seq` sequences sharing the KV cache: the in-process implementation of
+    backend.Backend. Not thread-safe: callers serialise."""
 
     def __init__(
         self,
@@ -133,11 +135,9 @@ class LlamaRuntime:
         mp.n_gpu_layers = n_gpu_layers if L.llama_supports_gpu_offload() else 0
         if n_gpu_layers < 0:
             mp.n_gpu_layers = 999 if L.llama_supports_gpu_offload() else 0
-        self.gpu_offload = mp.n_gpu_layers > 0
+        self.accelerated = mp.n_gpu_layers > 0  # offloaded to a GPU (Metal/CUDA build of llama.cpp)
         if use_extra_bufts is None and not vocab_only:
-            from .hardware import use_extra_buffer_types
-
-            use_extra_bufts = use_extra_buffer_types(path)
+            use_extra_bufts = hardware.use_extra_buffer_types(path)
         mp.use_extra_bufts = bool(use_extra_bufts) if use_extra_bufts is not None else True
         self.use_extra_bufts = mp.use_extra_bufts
         if progress is not None:
@@ -172,6 +172,9 @@ class LlamaRuntime:
         self._seq_tokens: list[list[int]] = [[] for _ in range(n_all)]
         self._logits_idx: dict[int, int] = {}
         self._piece_cache: dict[int, bytes] = {}
+        self._prompt_len = 0  # tokens of the prompt last evaluated on sequence 0 (see `evaluate`)
+        self._prompt_logits: np.ndarray | None = None
+        self.n_threads = n_threads or default_threads()
         if vocab_only:
             return
         cp = L.llama_context_default_params()
@@ -180,7 +183,6 @@ class LlamaRuntime:
         cp.n_batch = n_batch
         cp.n_ubatch = n_batch
         cp.n_seq_max = n_all
-        self.n_threads = n_threads or default_threads()
         cp.n_threads = self.n_threads
         cp.n_threads_batch = self.n_threads
         cp.no_perf = True
@@ -420,6 +422,7 @@ class LlamaRuntime:
         """Forget every sequence, warm windows included (the next prompt is evaluated in full)."""
         for seq in range(len(self._seq_tokens)):
             self.truncate(seq, 0)
+        self._prompt_len, self._prompt_logits = 0, None
 
     def _drop_windows(self) -> bool:
         dropped = False
@@ -469,3 +472,47 @@ class LlamaRuntime:
             raise RuntimeError(f"no logits for sequence {seq}")
         ptr = self.L.llama_get_logits_ith(self.ctx, idx)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    # ---------------------------------------------------------------- backend.Backend: one request's evaluation
+    def evaluate(self, tokens: Sequence[int]) -> tuple[int, int]:
+        """The prompt on sequence 0 (`sync`, warm windows included); its next-token logits are kept for every
+        sequence forked from it, so later waves of candidates need no re-evaluation."""
+        reused, evaluated = self.sync(tokens, 0)
+        self._prompt_len = len(tokens)
+        self._prompt_logits = self.logits(0)
+        return reused, evaluated
+
+    def fork(self, n: int) -> None:
+        if n > self.n_seq:
+            raise ValueError(f"{n} sequences requested, the context has {self.n_seq}")
+        if len(self._seq_tokens[0]) != self._prompt_len:
+            self.truncate(0, self._prompt_len)
+        for seq in range(1, n):
+            self.copy_seq(0, seq)
+
+    def draw(self, seq: int, sampler: Sampler, allowed: np.ndarray | None = None) -> Draw:
+        at_prompt = len(self._seq_tokens[seq]) == self._prompt_len and self._prompt_logits is not None
+        return sampler.draw(self._prompt_logits if at_prompt else self.logits(seq), allowed)
+
+    def feed(self, tokens: Mapping[int, int]) -> None:
+        self.decode_parallel(dict(tokens))
+
+    def rewind(self) -> None:
+        """Sequences 1 … are freed; sequence 0 keeps its candidate's tokens after the prompt, since the person may
+        type them next (the next `evaluate` keeps what it shares with them and drops the rest)."""
+        for seq in range(1, self.n_seq):
+            if self._seq_tokens[seq]:
+                self.truncate(seq, 0)
+
+
+def probe_main() -> None:
+    """Child process of hardware.use_extra_buffer_types: load with extra buffer types and decode; a fault kills this
+    process, not the caller."""
+    try:
+        rt = LlamaRuntime(sys.argv[1], n_ctx=256, n_threads=2, use_extra_bufts=True)
+    except CodefillError:
+        sys.exit(hardware.PROBE_MODEL_BROKEN)
+    tokens = rt.tokenize("def add(a, b):\n    return", add_special=True)
+    rt.sync(tokens)
+    rt.decode_one(int(rt.logits().argmax()))
+    sys.exit(0)

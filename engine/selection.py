@@ -1,6 +1,6 @@
 """Choosing among candidates without tests: log-probability, agreement, syntax — and `auto`, which combines them.
 
-Every selector takes candidates with `.text` and `.token_logprobs` (engine.sampling.Candidate, or anything shaped
+Every selector takes candidates with `.text` and `.token_logprobs` (engine.types.Candidate, or anything shaped
 like it) and the CompletionContext they complete, and ranks them best first.
 
 - `logprob`: mean token log-probability (length-normalised, so short answers are not favoured just for being short).
@@ -200,27 +200,6 @@ def select(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWe
     return ranked[0]
 
 
-def select_best(candidates: Sequence, ctx, method: str = "auto"):
-    """The selection entry point: the best of `candidates` (engine.sampling.Candidate or alike) for `ctx` by
-    `method` — auto | logprob | agreement (= cluster) | syntax | first."""
-    return select(candidates, ctx, method)
-
-
-def complete_selected(engine, req, n: int, method: str = "auto"):
-    """`n` candidates from one shared prompt evaluation (the greedy one plus n-1 sampled at the request's
-    temperature, 0.8 when it is greedy), and the best of them: `(best Completion, candidates)`.
-
-    The candidates keep their decode-pass signals (log-probabilities, entropies) and `candidates[i].index`; the
-    shared cost is in each candidate's timings (prompt counted on the first only)."""
-    from .sampling import sample
-
-    if n <= 1:
-        s = sample(engine, req, 1)
-        return s.candidates[0].completion, list(s.candidates)
-    s = sample(engine, req, n)
-    return select_best(s.candidates, s.context, method).completion, list(s.candidates)
-
-
 def distinct(candidates: Iterable, language: str | None = "python") -> list:
     """The first candidate of each normalised answer, in order."""
     seen: set[str] = set()
@@ -231,110 +210,3 @@ def distinct(candidates: Iterable, language: str | None = "python") -> list:
             seen.add(k)
             out.append(c)
     return out
-
-
-# ---------------------------------------------------------------------------------------------- selection with tests
-
-
-@dataclass
-class Attempt:
-    candidate: object  # engine.sampling.Candidate
-    passed: bool
-    output: str  # tail of the verifier's output
-    round: int
-    elapsed_s: float
-
-
-@dataclass
-class SearchResult:
-    winner: object | None  # the first candidate that passed, or None
-    attempts: list[Attempt]
-    rounds: int  # rounds started (0 = only the parallel round)
-    samples: int  # candidates decoded in all
-    decode_tokens: int
-    elapsed_s: float
-    stopped: str  # "passed" | "exhausted" | "time"
-
-    @property
-    def passed(self) -> bool:
-        return self.winner is not None
-
-
-def feedback_snippet(attempts: Sequence[Attempt], language: str | None, max_lines: int = 16, max_failures: int = 2):
-    """The failing output of the best-ranked failed attempts as a comment block (an S* debugging round for a
-    prefix/FIM model that cannot follow instructions: the prompt shows it what went wrong, then resamples)."""
-    from .context import Snippet, comment_prefix
-
-    cp = comment_prefix(language)
-    lines: list[str] = []
-    for a in [a for a in attempts if not a.passed][:max_failures]:
-        first = a.candidate.text.strip().split("\n")[0]
-        lines.append(f"{cp} This line was tried here and the tests failed: {first}")
-        out = [ln.rstrip() for ln in a.output.strip().split("\n") if ln.strip()][-max_lines:]
-        lines.extend(f"{cp}   {ln[:160]}" for ln in out)
-    return Snippet(path="test results", text="\n".join(lines) + "\n")
-
-
-def search_with_tests(
-    engine,
-    req,
-    verify,
-    *,
-    n: int = 8,
-    rounds: int = 3,
-    time_budget_s: float | None = None,
-    feedback: bool = True,
-    method: str = "auto",
-    on_attempt=None,
-) -> SearchResult:
-    """S*-style search: `n` parallel candidates, verified best-ranked first; then up to `rounds` sequential rounds of
-    `n` new candidates whose prompt carries the failing output (`feedback`) as a comment block. Stops at the first
-    candidate `verify(candidate) -> (passed, output)` accepts, when nothing new is left, or when the time runs out.
-    Candidates whose normalised text was already tried are not run again."""
-    import time
-    from dataclasses import replace
-
-    from .sampling import sample
-
-    t0 = time.perf_counter()
-    attempts: list[Attempt] = []
-    tried: set[str] = set()
-    samples = tokens = 0
-    language = None
-    r = 0
-    for r in range(rounds + 1):
-        if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
-            return SearchResult(None, attempts, r, samples, tokens, time.perf_counter() - t0, "time")
-        rreq = req
-        if r > 0:
-            seed = req.seed + 7919 * r
-            rreq = replace(req, seed=seed, use_cache=False)
-            if feedback and attempts:
-                failed = rank([a.candidate for a in attempts if not a.passed], ctx, method)
-                by_cand = {id(a.candidate): a for a in attempts}
-                snip = feedback_snippet([by_cand[id(c)] for c in failed], language)
-                rreq = replace(rreq, snippets=(snip,) + tuple(req.snippets))
-        s = sample(engine, rreq, n, include_greedy=True, seed_offset=0)
-        ctx = s.context
-        language = getattr(ctx, "language", None)
-        samples += len(s.candidates)
-        tokens += s.timings.decode_tokens
-        fresh = []
-        for c in rank(s.candidates, ctx, method):
-            key = normalize(c.text, language)
-            if key in tried or not c.text.strip():
-                continue
-            tried.add(key)
-            fresh.append(c)
-        for c in fresh:
-            if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
-                return SearchResult(None, attempts, r, samples, tokens, time.perf_counter() - t0, "time")
-            ta = time.perf_counter()
-            ok, output = verify(c)
-            a = Attempt(c, bool(ok), output, r, time.perf_counter() - ta)
-            attempts.append(a)
-            if on_attempt is not None:
-                on_attempt(a)
-            if ok:
-                return SearchResult(c, attempts, r, samples, tokens, time.perf_counter() - t0, "passed")
-    return SearchResult(None, attempts, r, samples, tokens, time.perf_counter() - t0, "exhausted")

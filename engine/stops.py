@@ -14,6 +14,7 @@ Token limits, time budgets, end-of-generation tokens and cancellation are the de
 from __future__ import annotations
 
 from .context import CompletionContext
+from .types import StopReason
 
 
 def _indent_width(line: str) -> int:
@@ -48,7 +49,7 @@ class StopRules:
         self._next_line = nxt.strip() if nxt is not None else None
         self.no_leading_space = _keeps_indentation(ctx)
 
-    def check(self, text: str, final: bool = False) -> tuple[int, str] | None:
+    def check(self, text: str, final: bool = False) -> tuple[int, StopReason] | None:
         """(cut position, reason) if `text` must end at that position, else None.
 
         `final`: the text is complete (the model stopped), so its last line is judged too.
@@ -57,13 +58,13 @@ class StopRules:
             nl = text.find("\n")
             while nl >= 0:
                 if text[:nl].strip() or not self._cursor_line_blank or self._line_prefix:
-                    return nl, "newline"
+                    return nl, StopReason.NEWLINE
                 # a blank cursor line: the model may start on it with a newline only when the line is empty
                 nl = text.find("\n", nl + 1)
             return None
         return self._check_block(text, final)
 
-    def _check_block(self, text: str, final: bool) -> tuple[int, str] | None:
+    def _check_block(self, text: str, final: bool) -> tuple[int, StopReason] | None:
         lines = text.split("\n")
         complete = lines if final else lines[:-1]
         # Cursor after code: the first line continues it, and the block is judged from the following lines.
@@ -76,28 +77,28 @@ class StopRules:
             cut = max(offset - 1, 0)  # just before the newline that starts this line
             offset += len(line) + 1
             if i >= self.max_lines:
-                return cut, "max_lines"
+                return cut, StopReason.MAX_LINES
             full = self._line_prefix + line if i == 0 else line
             stripped = full.strip()
             if not stripped:
                 if seen_content and block_indent == 0:
-                    return cut, "blank"
+                    return cut, StopReason.BLANK
                 continue
             if i < start_idx:
                 seen_content = True
                 continue
             if stripped == self._next_line:
-                return cut, "suffix"
+                return cut, StopReason.SUFFIX
             width = _indent_width(full)
             if block_indent is None:
                 block_indent = width
             elif width < block_indent:
-                return cut, "dedent"
+                return cut, StopReason.DEDENT
             seen_content = True
         return None
 
 
-def apply_stop_rules(ctx: CompletionContext, raw: str, max_lines: int = 16) -> tuple[str, str | None]:
+def apply_stop_rules(ctx: CompletionContext, raw: str, max_lines: int = 16) -> tuple[str, StopReason | None]:
     """Cut a finished raw output the way the decoder would have stopped."""
     rules = StopRules(ctx, max_lines)
     hit = rules.check(raw, final=True)

@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from .context import Position, Range, Snippet
+from .context import CompletionContext, Position, Range, Snippet
 
-__all__ = ["CompletionRequest", "Completion", "Timings", "Position", "Range", "Snippet"]
+__all__ = [
+    "CompletionRequest", "Completion", "Timings", "Candidate", "SampleSet", "Position", "Range", "Snippet",
+    "StopReason", "DEFAULT", "EngineDefault",
+]
+
+
+class StopReason(str, enum.Enum):
+    """Why a completion ended. A str, so it compares equal to its value and is written as it in JSON."""
+
+    EOS = "eos"  # the model's end-of-generation token, or a stop token of its FIM family
+    NEWLINE = "newline"  # line mode: the first line with content ended
+    DEDENT = "dedent"  # block mode: a line indented less than the block
+    SUFFIX = "suffix"  # block mode: a line that repeats the next line after the cursor
+    BLANK = "blank"  # block mode at the top level: a blank line after content
+    MAX_LINES = "max_lines"
+    MAX_TOKENS = "max_tokens"
+    TIME = "time"  # the decoding time budget ran out (a block keeps its complete lines)
+    CANCELLED = "cancelled"  # cancelled, or superseded by a newer request for the same document: no text
+    CACHE = "cache"  # the same request was answered before
+    TYPED = "typed"  # the user typed the start of the document's last completion; this is the rest of it
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class EngineDefault:
+    """The type of `DEFAULT`: "use the engine's configured value" where None already means something else."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __reduce__(self):
+        return (EngineDefault, ())
+
+
+DEFAULT = EngineDefault()
 
 
 @dataclass(frozen=True)
@@ -22,7 +68,7 @@ class CompletionRequest:
     snippets: tuple[Snippet, ...] = ()  # extra context from other files, most relevant first
     mode: str = "auto"  # "auto" | "line" | "block"
     max_tokens: int | None = None  # None: the engine's default
-    time_budget_ms: float | None = -1.0  # -1: the engine's default; None: no time limit
+    time_budget_ms: float | None | EngineDefault = DEFAULT  # DEFAULT: the engine's; None: no time limit
     temperature: float = 0.0  # 0: greedy (deterministic)
     top_p: float = 1.0
     seed: int = 0
@@ -67,9 +113,7 @@ class Completion:
 
     text: str
     range: Range
-    stop_reason: str  # eos | newline | dedent | suffix | blank | max_lines | max_tokens | time | cancelled | cache | typed | empty
-    # (cache: the same request was answered before; typed: the user typed the start of the document's last completion,
-    # this is the rest of it)
+    stop_reason: StopReason
     mode: str  # "line" | "block"
     timings: Timings = field(default_factory=Timings)
     raw: str = ""  # model output before post-processing (after stop rules)
@@ -91,10 +135,49 @@ class Completion:
                 "start": {"line": self.range.start.line, "character": self.range.start.character},
                 "end": {"line": self.range.end.line, "character": self.range.end.character},
             },
-            "stop_reason": self.stop_reason,
+            "stop_reason": str(self.stop_reason),
             "mode": self.mode,
             "timings": self.timings.to_dict(),
             "logprob_mean": self.logprob_mean,
             "logprob_min": self.logprob_min,
             "model": self.model,
         }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of several completions decoded from one prompt evaluation, with the decode-pass signals the selectors and
+    the confidence gate use."""
+
+    completion: Completion
+    index: int  # 0 = the first (greedy when the set includes the greedy answer)
+    seed: int
+    greedy: bool
+    entropies: tuple[float, ...] = ()  # entropy (nats) of the full next-token distribution at each kept token
+    tokens: tuple[int, ...] = ()  # kept token ids
+    decoded_tokens: int = 0  # tokens decoded, including those a stop rule cut off
+
+    @property
+    def text(self) -> str:
+        return self.completion.text
+
+    @property
+    def token_logprobs(self) -> tuple[float, ...]:
+        return self.completion.token_logprobs
+
+
+@dataclass
+class SampleSet:
+    """Candidates that share one prompt evaluation, and what they cost together."""
+
+    candidates: list[Candidate]
+    context: CompletionContext
+    request: CompletionRequest
+    timings: Timings  # prompt counted once; decode_tokens = all tokens decoded for all candidates
+    batches: int = 0  # batches fed to the backend
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __iter__(self):
+        return iter(self.candidates)
