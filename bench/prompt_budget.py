@@ -41,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     for budget in [int(b) for b in a.budgets.split(",") if b]:
         engine = Engine.load(EngineConfig(model_path=a.model, n_threads=a.threads,
                                           budget=BudgetConfig(prefix_tokens=budget)))
-        if engine.runtime.gpu_offload:
+        if engine.accelerated:
             print("note: the model runs on a GPU; budgets are used as given", file=sys.stderr)
         em, sim, ptoks, pms, total = [], [], [], [], []
         for i, task in enumerate(tasks):
-            engine.runtime.clear()  # a cold new position: nothing of the prompt is in the KV cache
+            engine.backend.clear()  # a cold new position: nothing of the prompt is in the KV cache
             t0 = time.perf_counter()
             c = engine.complete(request_for(task))
             total.append((time.perf_counter() - t0) * 1000)

@@ -1,7 +1,7 @@
 """Collect a candidate pool for the test-time-scaling study (issue 6).
 
 For each HumanEval single-line task of a seeded sample: one greedy candidate plus N samples from ONE prompt evaluation
-(engine.sampling.sample), each with its decode-pass signals (token log-probabilities, entropies), a syntax check, the
+(Engine.sample), each with its decode-pass signals (token log-probabilities, entropies), a syntax check, the
 hidden HumanEval tests (the label) and the problem's public docstring examples run with doctest (the "user's tests"
 verifier for selection with tests). Writes one JSON line per task; rerunning resumes.
 
@@ -52,7 +52,6 @@ def main() -> None:
     from codefill.eval.execution import run_program
     from codefill.eval.humaneval import build_tasks, problem_by_id, program_for, sample_tasks
     from codefill.eval.runner import request_for
-    from codefill.engine.sampling import sample
     from codefill.engine.selection import normalize, syntax_ok
 
     tasks = sample_tasks(build_tasks("single-line", args.seed), args.limit, args.seed)[args.skip :]
@@ -107,7 +106,7 @@ def main() -> None:
             if task.task_id in done:
                 continue
             req = request_for(task, completion_mode=args.mode, seed=args.seed)
-            s = sample(engine, req, n, temperature=args.temperature, top_p=args.top_p)
+            s = engine.sample(req, n, temperature=args.temperature, top_p=args.top_p)
             if pending is not None:
                 finalize(out, *pending)
             problem = problem_by_id(task.problem_id)

@@ -1,6 +1,6 @@
 """What extra candidates and the confidence gate cost (issue 6).
 
-- repeated sampling: wall time of `sample(engine, req, n)` (one prompt evaluation, candidates decoded together)
+- repeated sampling: wall time of `engine.sample(req, n)` (one prompt evaluation, candidates decoded together)
   for n = 1, 2, 4, 8, 16 against n greedy-length completions one after another (`Engine.complete_many`, the naive
   loop), on HumanEval single-line tasks, cold prompt each time;
 - the gate: microseconds to compute features and score one completion, and the per-token cost of the entropy that
@@ -29,11 +29,10 @@ def main():
     ns = [int(x) for x in args.ns.split(",")]
 
     from codefill.engine import Engine, EngineConfig
-    from codefill.engine.decode import Sampler
+    from codefill.engine.sampler import Sampler
     from codefill.eval.humaneval import build_tasks, sample_tasks
     from codefill.eval.runner import request_for
     from codefill.engine.gate import Gate
-    from codefill.engine.sampling import pick_with_entropy, sample
 
     engine = Engine.load(EngineConfig(n_seq=max(ns), n_threads=args.threads))
     tasks = sample_tasks(build_tasks("single-line", 0), 150, 0)[: args.tasks]
@@ -42,14 +41,14 @@ def main():
     for t in tasks:
         req = request_for(t, completion_mode="line", temperature=0.8, top_p=0.95)
         for n in ns:
-            engine.runtime.clear()  # cold prompt
-            s = sample(engine, req, n)
+            engine.backend.clear()  # cold prompt
+            s = engine.sample(req, n)
             rows[n]["total_ms"].append(s.timings.total_ms)
             rows[n]["decode_ms"].append(s.timings.decode_ms)
             rows[n]["prompt_ms"].append(s.timings.prompt_ms)
             rows[n]["tokens"].append(s.timings.decode_tokens)
         for n in ns:  # the naive loop: complete() n times (prompt reused from the KV cache after the first)
-            engine.runtime.clear()
+            engine.backend.clear()
             t0 = time.perf_counter()
             for i in range(n):
                 engine.complete(replace(req, seed=req.seed + i, use_cache=False))
@@ -75,27 +74,25 @@ def main():
     # ---- gate latency
     gate = Gate.load()
     req = request_for(tasks[0], completion_mode="line")
-    s = sample(engine, req, 1)
+    s = engine.sample(req, 1)
     c = s.candidates[0]
     reps = 2000
     t0 = time.perf_counter()
     for _ in range(reps):
         gate.score(c, s.context)
     score_us = (time.perf_counter() - t0) / reps * 1e6
-    logits = engine.runtime.logits(0) if 0 in engine.runtime._logits_idx else None
-    if logits is None:
-        engine.runtime.clear()
-        engine.runtime.sync(engine._fit(engine.prompt_for(s.context).tokens, 64), 0)
-        logits = engine.runtime.logits(0)
+    engine.backend.clear()
+    engine.backend.evaluate(engine.prepare(req).tokens)
+    logits = engine.backend.logits(0)  # the in-process backend's logits after the prompt
     sampler = Sampler(0.0)
     reps = 300
     t0 = time.perf_counter()
     for _ in range(reps):
-        sampler.pick(logits)
+        int(np.argmax(logits))  # the least a greedy pick costs: no log-probability, no entropy
     pick_us = (time.perf_counter() - t0) / reps * 1e6
     t0 = time.perf_counter()
     for _ in range(reps):
-        pick_with_entropy(sampler, logits)
+        sampler.draw(logits)
     pick_ent_us = (time.perf_counter() - t0) / reps * 1e6
     greedy_total = float(np.mean(rows[ns[0]]["total_ms"]))
     tokens = float(np.mean(rows[ns[0]]["tokens"])) or 1.0
@@ -105,7 +102,7 @@ def main():
                    "added_ms_per_completion": round(added_ms, 3),
                    "greedy_completion_ms": round(greedy_total, 1),
                    "added_latency_pct": round(100 * added_ms / greedy_total, 3)}
-    print(f"\ngate: score {score_us:.1f} µs; greedy pick {pick_us:.0f} µs/token vs with entropy {pick_ent_us:.0f} µs/token;"
+    print(f"\ngate: score {score_us:.1f} µs; argmax alone {pick_us:.0f} µs/token vs the sampler's draw (log-probability and entropy) {pick_ent_us:.0f} µs/token;"
           f" added {added_ms:.2f} ms per completion = {100 * added_ms / greedy_total:.2f}% of a {greedy_total:.0f} ms completion")
     if args.out:
         with open(args.out, "w") as fh:

@@ -37,8 +37,8 @@ def main():
     from codefill.eval.execution import run_program
     from codefill.eval.humaneval import build_tasks, problem_by_id, program_for
     from codefill.eval.runner import request_for
-    from codefill.engine.sampling import sample
-    from codefill.engine.selection import Attempt, feedback_snippet, normalize, rank
+    from codefill.engine.search import Attempt, feedback_snippet
+    from codefill.engine.selection import normalize, rank
 
     tasks_by_id = {t.task_id: t for t in build_tasks("single-line", 0)}
     pool = load(args.pool)
@@ -62,7 +62,7 @@ def main():
             req = base
             if arm == "feedback":
                 req = replace(base, snippets=(feedback_snippet(attempts, "python"),))
-            s = sample(engine, req, args.samples, temperature=0.8, top_p=0.95)
+            s = engine.sample(req, args.samples)  # SAMPLE_TEMPERATURE / SAMPLE_TOP_P
             chosen, new = None, 0
             for c in rank(s.candidates, s.context, "auto"):
                 if normalize(c.text) in tried or not c.text.strip():

@@ -7,8 +7,8 @@ tasks never serve to fit the model that scores them), then refitted on everythin
 
 Added latency, per completion:
 - scoring: features + logistic regression, timed over the pool's greedy completions;
-- entropy: what the decode loop pays to compute the next-token entropy (`pick_with_entropy` against
-  `Sampler.pick` on the model's real logits), times the completion's tokens;
+- entropy: what the decode loop pays for the next-token signals (`Sampler.draw`, log-probability and entropy, against a
+  bare argmax on the model's real logits), times the completion's tokens;
 both against the measured time of a greedy `Engine.complete` on the same tasks.
 
     nice -n 10 python bench/scaling_gate.py /tmp/scaling/pool.jsonl --out engine/data/gate.json --latency-tasks 10
@@ -40,10 +40,9 @@ def scoring_us(gate, tasks, repeat: int = 20) -> float:
 def entropy_and_completion_cost(tasks, n: int, threads: int) -> dict:
     """µs per token the entropy adds in the decode loop (real logits), and greedy completion time on n tasks."""
     from codefill.engine import Engine, EngineConfig
-    from codefill.engine.decode import Sampler
+    from codefill.engine.sampler import Sampler
     from codefill.eval.humaneval import build_tasks
     from codefill.eval.runner import request_for
-    from codefill.engine.sampling import pick_with_entropy
 
     by_id = {t.task_id: t for t in build_tasks("single-line", 0)}
     engine = Engine.load(EngineConfig(n_seq=1, n_threads=threads))
@@ -51,12 +50,12 @@ def entropy_and_completion_cost(tasks, n: int, threads: int) -> dict:
         lat, toks, logits = [], [], []
         for t in tasks[:n]:
             req = request_for(by_id[t["id"]], completion_mode="line")
-            engine.runtime.clear()  # cold prompt, as for a fresh place in a file
+            engine.backend.clear()  # cold prompt, as for a fresh place in a file
             t0 = time.perf_counter()
             c = engine.complete(req)
             lat.append((time.perf_counter() - t0) * 1000)
             toks.append(c.timings.decode_tokens)
-            logits.append(np.array(engine.runtime.logits(0), copy=True))
+            logits.append(np.array(engine.backend.logits(0), copy=True))
         s = Sampler(0.0, 1.0, 0)
         reps = 300
 
@@ -67,15 +66,15 @@ def entropy_and_completion_cost(tasks, n: int, threads: int) -> dict:
                     fn(x)
             return (time.perf_counter() - t0) / (reps * len(logits)) * 1e6
 
-        base = per_call(s.pick)
-        with_ent = per_call(lambda x: pick_with_entropy(s, x))
+        base = per_call(lambda x: int(np.argmax(x)))  # the least a greedy pick costs
+        with_ent = per_call(s.draw)  # the decode loop's draw: log-probability and entropy in one pass
         # Upper bound of what the entropy itself costs: computed standalone, sharing nothing with the pick.
         alone = per_call(entropy_alone)
     finally:
         engine.close()
     return {"completion_ms_mean": float(np.mean(lat)), "completion_ms_median": float(np.median(lat)),
             "decode_tokens_mean": float(np.mean(toks)), "entropy_us_per_token": alone,
-            "engine_pick_us_per_token": base, "pick_with_entropy_us_per_token": with_ent, "tasks": len(lat)}
+            "argmax_us_per_token": base, "draw_us_per_token": with_ent, "tasks": len(lat)}
 
 
 def entropy_alone(logits) -> float:
@@ -131,7 +130,7 @@ def main() -> None:
         cost["added_latency_pct"] = round(100 * added_us / 1000 / cost["completion_ms_mean"], 3)
         figs["latency"] = {k: round(v, 3) if isinstance(v, float) else v for k, v in cost.items()}
         print(f"  entropy in the decode loop: {cost['entropy_us_per_token']:.0f} µs per token "
-              f"at most (Engine.complete's pick: {cost['engine_pick_us_per_token']:.0f} µs, sampling's pick with entropy: {cost['pick_with_entropy_us_per_token']:.0f} µs); greedy completion {cost['completion_ms_mean']:.0f} ms "
+              f"at most (bare argmax: {cost['argmax_us_per_token']:.0f} µs, the sampler's draw: {cost['draw_us_per_token']:.0f} µs); greedy completion {cost['completion_ms_mean']:.0f} ms "
               f"mean over {cost['tasks']} tasks, {cost['decode_tokens_mean']:.1f} tokens")
         print(f"  added latency: {added_us:.0f} µs per completion = {cost['added_latency_pct']:.2f}%")
     if args.out:

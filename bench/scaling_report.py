@@ -105,7 +105,7 @@ def main():
     args = ap.parse_args()
 
     from codefill.engine import gate as G
-    from codefill.engine.sampling import AdaptivePolicy
+    from codefill.engine.adaptive import AdaptivePolicy
     from codefill.engine.selection import rank
     from codefill.eval import gatefit
     from codefill.eval.coverage import coverage_study

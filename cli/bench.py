@@ -41,7 +41,7 @@ def latency(
             progress=lambda n, total: prog.update(task, completed=n, total=total),
         )
     s = rep.summary()
-    s.update(model=engine.model_name, threads=engine.runtime.n_threads, file=file, lines=lines, every=every)
+    s.update(model=engine.model_name, threads=engine.backend.n_threads, file=file, lines=lines, every=every)
     if as_json:
         typer.echo(json.dumps(s))
         return

@@ -7,7 +7,9 @@ import sys
 
 import typer
 
-from codefill.engine import CompletionRequest, read_source_file
+from codefill.engine import DEFAULT, CompletionRequest, read_source_file
+from codefill.engine.gate import Gate
+from codefill.engine.selection import ALIASES, METHODS, mean_logprob, rank
 
 from .common import load_engine, parse_location
 
@@ -40,28 +42,22 @@ def complete(
         raise typer.BadParameter("--mode must be auto, line or block")
     if samples < 1:
         raise typer.BadParameter("--samples must be at least 1")
-    from codefill.engine.selection import ALIASES, METHODS
-
     if select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
     engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None,
                          prefix_tokens=prefix_tokens)
-    budget = -1.0 if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
+    budget = DEFAULT if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
     if samples > 1 and time_budget_ms is None:
         budget = None  # the default budget is one completion's; several candidates decode together
     req = CompletionRequest(
         text=text, line=line, character=col, path=path, mode=mode, max_tokens=max_tokens,
         time_budget_ms=budget, temperature=temperature, seed=seed,
     )
-    from codefill.engine.gate import Gate
-
     gate = Gate.load()
+    prepared = engine.prepare(req)
     extra = None
     if samples > 1:
-        from codefill.engine.sampling import sample
-        from codefill.engine.selection import mean_logprob, rank
-
-        s = sample(engine, req, samples)
+        s = engine.sample(prepared, samples)
         ranked = rank(s.candidates, s.context, select)
         result = ranked[0].completion
         extra = {
@@ -76,12 +72,12 @@ def complete(
             "cost": s.timings.to_dict() | {"batches": s.batches, "candidates": len(s.candidates)},
         }
     else:
-        result = engine.complete(req)
+        result = engine.complete(prepared)
     if as_json:
         out = result.to_dict()
         out["family"] = engine.family
         # The confidence gate's probability that the completion is right (what the language server hides by).
-        out["confidence"] = round(gate.score(result, engine.context_for(req)), 4)
+        out["confidence"] = round(gate.score(result, prepared.context), 4)
         if extra is not None:
             out.update(extra)
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")

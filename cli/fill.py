@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import typer
 
 from codefill.engine import CompletionRequest, apply_completion, read_source_file
+from codefill.engine.config import SAMPLE_TEMPERATURE
+from codefill.engine.search import search_with_tests
+from codefill.engine.selection import ALIASES, METHODS, rank
 
 from .common import load_engine, parse_location
 
@@ -156,7 +159,7 @@ def fill(
     feedback: bool = typer.Option(True, "--feedback/--no-feedback", help="Show failing output to later rounds."),
     mode: str = typer.Option("auto", help="auto | line | block"),
     max_tokens: int = typer.Option(None, "--max-tokens"),
-    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature of the non-greedy candidates."),
+    temperature: float = typer.Option(SAMPLE_TEMPERATURE, "--temperature", help="Sampling temperature of the non-greedy candidates."),
     seed: int = typer.Option(0, "--seed"),
     model: str = typer.Option(None, "--model", "-m"),
     threads: int = typer.Option(None, "--threads", "-t"),
@@ -165,8 +168,6 @@ def fill(
 
     Example: codefill fill src/app.py:42 --until "pytest -q tests/test_app.py" --write
     """
-    from codefill.engine.selection import ALIASES, METHODS, rank, search_with_tests
-
     if select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS + tuple(ALIASES))}")
     if samples < 1:
@@ -181,9 +182,7 @@ def fill(
                             time_budget_ms=None, temperature=temperature, seed=seed, use_cache=False)
     err = sys.stderr
     if until is None:
-        from codefill.engine.sampling import sample
-
-        s = sample(engine, req, samples)
+        s = engine.sample(req, samples)
         best = rank(s.candidates, s.context, select)[0]
         after = apply_completion(text, best.completion)
         sys.stdout.write(unified_diff(path, text, after))

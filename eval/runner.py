@@ -18,6 +18,7 @@ from typing import Callable
 
 from codefill import __version__
 from codefill.engine import CompletionRequest, apply_completion
+from codefill.engine.config import SAMPLE_TEMPERATURE, SAMPLE_TOP_P
 
 from .execution import ExecResult, run_program
 from .humaneval import InfillTask, problem_by_id, program_for
@@ -144,9 +145,9 @@ def request_for(task: InfillTask, *, completion_mode: str = "task", temperature:
 
 def sampling_settings(samples: int, temperature: float, top_p: float) -> tuple[float, float]:
     """(temperature, top_p) actually used: one sample at temperature 0 is greedy; several samples need randomness,
-    so temperature 0 becomes 0.8 with top_p 0.95 (Chen et al. 2021's setting for pass@k with k > 1)."""
+    so temperature 0 becomes SAMPLE_TEMPERATURE (0.8) with SAMPLE_TOP_P (0.95) (Chen et al. 2021's setting for pass@k with k > 1)."""
     if samples > 1 and temperature <= 0:
-        return 0.8, (0.95 if top_p >= 1.0 else top_p)
+        return SAMPLE_TEMPERATURE, (SAMPLE_TOP_P if top_p >= 1.0 else top_p)
     return temperature, top_p
 
 

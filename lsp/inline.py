@@ -24,6 +24,12 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from codefill.engine import Engine
+from codefill.engine.adaptive import AdaptivePolicy, adaptive_complete
+from codefill.engine.config import SAMPLE_TOP_P
+from codefill.engine.selection import normalize, rank
+from codefill.engine.types import DEFAULT, StopReason
+
 from .edits import cursor_for, edit_for, engine_request, language_of, lsp_range
 
 if TYPE_CHECKING:
@@ -71,7 +77,7 @@ def register(server: "CodefillLanguageServer") -> None:
         return types.InlineCompletionList(items=items)
 
 
-def _gated(ls: "CodefillLanguageServer", engine, req, settings, cancel) -> list:
+def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) -> list:
     """An automatic request: the engine's answer (cache, typed-through, KV reuse), scored by the confidence gate;
     when the gate is unsure, `adaptiveSamples` more candidates share the prompt and the best one is taken; the
     answer is hidden when its confidence stays below the threshold."""
@@ -79,18 +85,17 @@ def _gated(ls: "CodefillLanguageServer", engine, req, settings, cancel) -> list:
     threshold = settings.gate_threshold if settings.gate_threshold is not None else (gate.threshold if gate else 0.0)
     k = settings.adaptive_samples
     if k is None:
-        k = GPU_ADAPTIVE_SAMPLES if getattr(engine.runtime, "gpu_offload", False) else 0
+        k = GPU_ADAPTIVE_SAMPLES if engine.accelerated else 0
+    prepared = engine.prepare(req)
     if gate is None or (threshold <= 0 and k == 0):
-        c = engine.complete(req, cancel=cancel)
-        return [] if c.stop_reason == "cancelled" or cancel.is_set() else [c]
-    from codefill.engine.sampling import AdaptivePolicy, adaptive_complete
-
+        c = engine.complete(prepared, cancel=cancel)
+        return [] if c.stop_reason == StopReason.CANCELLED or cancel.is_set() else [c]
     policy = AdaptivePolicy(few=k, many=k)  # k = 0: the first answer is only judged
-    r = adaptive_complete(engine, req, gate=gate, policy=policy, cancel=cancel, use_engine_first=True)
-    if r.completion.stop_reason == "cancelled" or cancel.is_set():
+    r = adaptive_complete(engine, prepared, gate=gate, policy=policy, cancel=cancel, first="complete")
+    if r.completion.stop_reason == StopReason.CANCELLED or cancel.is_set():
         return []
     if r.chosen is not r.first:
-        engine.remember(req, r.completion)  # typing through the shown candidate is answered from it
+        engine.remember(prepared, r.completion)  # typing through the shown candidate is answered from it
     if not r.should_show(threshold):
         log.debug("hidden: confidence %.3f < %.3f (%d candidates) for %r", r.chosen_probability, threshold,
                   r.n_samples, r.completion.text[:40])
@@ -98,31 +103,26 @@ def _gated(ls: "CodefillLanguageServer", engine, req, settings, cancel) -> list:
     return [r.completion]
 
 
-def _alternatives(engine, req, settings, n: int, cancel) -> list:
+def _alternatives(engine: Engine, req, settings, n: int, cancel) -> list:
     """An invoked request: the engine's answer first, then up to n-1 distinct alternatives sampled together from the
     same prompt (one evaluation shared by all), best first. Not gated: the user asked."""
-    from codefill.engine.sampling import sample
-    from codefill.engine.selection import normalize, rank
-
     first = engine.complete(req, cancel=cancel)
-    if first.stop_reason == "cancelled" or cancel.is_set():
+    if first.stop_reason == StopReason.CANCELLED or cancel.is_set():
         return []
     out = [first]
     if n <= 1:
         return out
     # Sampling stops after three decoding budgets (none when the budget is off): a person who asked explicitly
     # still gets an answer within a few seconds on a slow machine.
-    budget = settings.time_budget_ms
-    if budget == -1.0:
-        budget = engine.config.decode.time_budget_ms
-    samples = replace(req, temperature=settings.temperature, top_p=0.95, use_cache=False, seed=req.seed + 1,
+    budget = engine.config.decode.time_budget_ms if settings.time_budget_ms is DEFAULT else settings.time_budget_ms
+    samples = replace(req, temperature=settings.temperature, top_p=SAMPLE_TOP_P, use_cache=False, seed=req.seed + 1,
                       time_budget_ms=None if budget is None else 3 * budget)
-    s = sample(engine, samples, 2 * (n - 1), include_greedy=False, cancel=cancel)
+    s = engine.sample(samples, 2 * (n - 1), include_greedy=False, cancel=cancel)
     if cancel.is_set():
         return []
-    language = getattr(s.context, "language", None)
+    language = s.context.language
     seen = {normalize(first.text, language)}
-    for cand in rank([c for c in s.candidates if c.completion.stop_reason != "cancelled"], s.context, "auto"):
+    for cand in rank([c for c in s.candidates if c.completion.stop_reason != StopReason.CANCELLED], s.context, "auto"):
         key = normalize(cand.text, language)
         if cand.text.strip() and key not in seen and len(out) < n:
             seen.add(key)

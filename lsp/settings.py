@@ -35,6 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from codefill.engine.types import DEFAULT, EngineDefault
+
 _MISSING = object()
 
 
@@ -43,7 +45,7 @@ class Settings:
     model: str | None = None
     max_tokens: int | None = None
     mode: str = "auto"
-    time_budget_ms: float | None = -1.0  # -1: the engine's default; None: no limit
+    time_budget_ms: float | None | EngineDefault = DEFAULT  # DEFAULT: the engine's; None: no limit
     enable: bool = True
     disabled_languages: frozenset[str] = field(default_factory=frozenset)
     suggestions: int = 3
