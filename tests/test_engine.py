@@ -80,7 +80,7 @@ LONG = "".join(f"def scale_{i}(value):\n    factor = {i * 7 % 13} + len(str(valu
 def test_going_back_to_a_recent_place_reuses_its_prompt(engine):
     """Warm windows: the prompt of a place left a moment ago stays in the KV cache, so coming back is cheap — and
     gives exactly the answer a cold prompt gives."""
-    rt = engine.runtime
+    rt = engine.backend
     assert rt.windows > 0
     lines = LONG.split("\n")
     a, b = 302, 562  # "    return value * factor" lines far apart: their prompt windows share nothing
@@ -102,7 +102,7 @@ def test_going_back_to_a_recent_place_reuses_its_prompt(engine):
 def test_going_round_more_places_than_windows_stays_warm(engine):
     """Four places with three windows: taking a window gives it what sequence 0 held (a swap), so a round of visits
     never evicts the place that comes next."""
-    rt = engine.runtime
+    rt = engine.backend
     assert rt.windows == 3
     rt.clear()
     places = [52, 152, 252, 352]  # "    return value * factor" lines, far apart
@@ -115,7 +115,7 @@ def test_going_round_more_places_than_windows_stays_warm(engine):
 
 
 def test_warm_windows_leave_a_quarter_of_the_cache_for_decoding(engine):
-    rt = engine.runtime
+    rt = engine.backend
     lines = LONG.split("\n")
     places = [i for i, ln in enumerate(lines) if ln.startswith("    return")][::12]
     for i in places:
@@ -131,13 +131,14 @@ def test_healing_after_indentation_never_adds_more(engine):
     """Healing the indentation "    " allows its prefixes and tokens that start with all of it — with the cursor after
     the indentation, not those that go on with more whitespace; with nothing to heal, no token that starts with
     whitespace."""
-    from codefill.engine.decode import healing_candidates
+    from codefill.engine.decode import HealingIndex
 
-    rt = engine.runtime
+    rt = engine.backend
+    healing_candidates = HealingIndex(rt).candidates
     pieces = {t: rt.token_piece(t) for t in range(rt.n_vocab)}
     heal = b"    "
-    free = set(healing_candidates(rt, heal).tolist())
-    kept = set(healing_candidates(rt, heal, no_space=True).tolist())
+    free = set(healing_candidates(heal).tolist())
+    kept = set(healing_candidates(heal, no_space=True).tolist())
     eight = next(t for t, p in pieces.items() if p == b"        ")
     four = next(t for t, p in pieces.items() if p == heal)
     assert {eight, four} <= free and eight not in kept and four in kept
@@ -145,7 +146,7 @@ def test_healing_after_indentation_never_adds_more(engine):
         p = pieces[t]
         assert (heal.startswith(p) and len(p) < len(heal)) or (p.startswith(heal) and p[4:5] not in (b" ", b"\t"))
     assert any(len(pieces[t]) > 4 for t in kept)  # "    return" and the like
-    after = healing_candidates(rt, b"", no_space=True)
+    after = healing_candidates(b"", no_space=True)
     assert len(after) > 1000 and not any(pieces[t][:1] in (b" ", b"\t") for t in after.tolist())
 
 
@@ -156,7 +157,7 @@ def test_cancel_event_stops_before_decoding(engine):
     assert c.stop_reason == "cancelled" and c.text == ""
 
 
-def test_newer_request_for_the_same_document_interrupts_an_older_one(engine):
+def test_newer_request_for_the_same_document_interrupts_an_older_one(engine, monkeypatch):
     long_line = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, "
     results = {}
 
@@ -165,11 +166,17 @@ def test_newer_request_for_the_same_document_interrupts_an_older_one(engine):
             req(text=long_line, line=0, character=len(long_line), document_id="race", max_tokens=400, use_cache=False)
         )
 
+    decoding = threading.Event()
+    draw = engine.backend.draw
+
+    def observed_draw(*a, **k):  # the older request is decoding once it draws
+        decoding.set()
+        return draw(*a, **k)
+
+    monkeypatch.setattr(engine.backend, "draw", observed_draw)
     t = threading.Thread(target=older)
     t.start()
-    deadline = time.monotonic() + 30
-    while not engine._lock.locked() and t.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    assert decoding.wait(30)
     newer = engine.complete(req(document_id="race", use_cache=False, max_tokens=4))
     t.join(60)
     assert results["old"].stop_reason == "cancelled"
@@ -185,8 +192,8 @@ def test_position_outside_document(engine):
 def test_snippets_enter_the_prompt(engine):
     from codefill.engine import Snippet
 
-    plain = engine.prompt_for(engine.context_for(req()))
-    with_snip = engine.prompt_for(engine.context_for(req(snippets=(Snippet("util.py", "PI = 3.14159\n"),))))
+    plain = engine.prepare(req()).prompt
+    with_snip = engine.prepare(req(snippets=(Snippet("util.py", "PI = 3.14159\n"),))).prompt
     assert with_snip.n_snippets == 1
     assert len(with_snip.tokens) > len(plain.tokens)
 

@@ -20,7 +20,7 @@ def comp(text="x = 1", lps=(-0.5, -0.5), reason="newline", mode="line"):
 
 
 @dataclass
-class Cand:  # shaped like engine.sampling.Candidate
+class Cand:  # shaped like engine.types.Candidate
     completion: Completion
     entropies: tuple
 

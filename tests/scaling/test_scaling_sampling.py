@@ -5,8 +5,8 @@ import math
 import pytest
 
 from codefill.engine import CompletionRequest, Engine, EngineConfig
-from codefill.engine.sampling import AdaptivePolicy, adaptive_complete, pick_with_entropy, sample
-from codefill.engine.decode import Sampler
+from codefill.engine.adaptive import AdaptivePolicy, adaptive_complete
+from codefill.engine.sampler import Sampler
 
 SRC = (
     "def fahrenheit(celsius):\n"
@@ -34,8 +34,8 @@ def req(**kw):
 
 
 def test_candidates_share_one_prompt_evaluation(eng):
-    eng.runtime.clear()  # a cold cache: the prompt must be evaluated in full, once
-    s = sample(eng, req(), 4)
+    eng.backend.clear()  # a cold cache: the prompt must be evaluated in full, once
+    s = eng.sample(req(), 4)
     n_prompt = s.timings.prompt_tokens
     assert len(s.candidates) == 4
     assert s.timings.prompt_evaluated == n_prompt  # the whole prompt, once for all four
@@ -44,13 +44,13 @@ def test_candidates_share_one_prompt_evaluation(eng):
     assert s.batches < s.timings.decode_tokens
     assert s.timings.decode_tokens == sum(c.decoded_tokens for c in s.candidates)
     # The prompt stays cached on sequence 0 afterwards, so the next request at this place reuses it.
-    again = sample(eng, req(), 2)
+    again = eng.sample(req(), 2)
     assert again.timings.prompt_evaluated <= 1
 
 
 def test_signals_and_reproducibility(eng):
-    a = sample(eng, req(seed=7), 4)
-    b = sample(eng, req(seed=7), 4)
+    a = eng.sample(req(seed=7), 4)
+    b = eng.sample(req(seed=7), 4)
     assert [c.text for c in a.candidates] == [c.text for c in b.candidates]
     assert a.candidates[0].greedy and not any(c.greedy for c in a.candidates[1:])
     assert [c.seed for c in a.candidates] == [7, 8, 9, 10]
@@ -61,15 +61,15 @@ def test_signals_and_reproducibility(eng):
 
 
 def test_more_candidates_than_sequences_are_decoded_in_waves(eng):
-    s = sample(eng, req(seed=3), 6)  # n_seq is 4
+    s = eng.sample(req(seed=3), 6)  # n_seq is 4
     assert len(s.candidates) == 6
     assert s.timings.prompt_evaluated <= 1
     assert len({c.seed for c in s.candidates}) == 6
 
 
 def test_greedy_first_candidate_matches_a_single_greedy_sample(eng):
-    one = sample(eng, req(), 1)
-    many = sample(eng, req(), 3)
+    one = eng.sample(req(), 1)
+    many = eng.sample(req(), 3)
     assert one.candidates[0].greedy
     assert one.candidates[0].text.strip() == many.candidates[0].text.strip()
 
@@ -78,12 +78,12 @@ def test_entropy_is_the_full_distributions():
     import numpy as np
 
     logits = np.log(np.array([0.5, 0.25, 0.25], dtype=np.float32))
-    tok, lp, h = pick_with_entropy(Sampler(0.0), logits)
+    tok, lp, h = Sampler(0.0).draw(logits)
     assert tok == 0 and math.isclose(lp, math.log(0.5), rel_tol=1e-6)
     assert math.isclose(h, -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)), rel_tol=1e-6)
-    draws = {pick_with_entropy(Sampler(1.0, 1.0, seed=s), logits)[0] for s in range(40)}
+    draws = {Sampler(1.0, 1.0, seed=s).draw(logits)[0] for s in range(40)}
     assert draws == {0, 1, 2}
-    nucleus = {pick_with_entropy(Sampler(1.0, 0.5, seed=s), logits)[0] for s in range(40)}
+    nucleus = {Sampler(1.0, 0.5, seed=s).draw(logits)[0] for s in range(40)}
     assert nucleus == {0}  # top-p 0.5 keeps the most likely token only
 
 
@@ -126,10 +126,10 @@ class FixedGate:
 def test_adaptive_from_the_engine_keeps_a_sure_answer_and_samples_when_unsure(eng):
     r = req(document_id="adaptive-engine", use_cache=True)
     plain = eng.complete(r)
-    sure = adaptive_complete(eng, r, gate=FixedGate(0.9), use_engine_first=True)
+    sure = adaptive_complete(eng, r, gate=FixedGate(0.9), first="complete")
     assert sure.n_samples == 1 and sure.completion.text == plain.text
     assert sure.completion.stop_reason == "cache"  # the engine's own cache answered: no model work
-    unsure = adaptive_complete(eng, r, gate=FixedGate(0.1), use_engine_first=True,
+    unsure = adaptive_complete(eng, r, gate=FixedGate(0.1), first="complete",
                                policy=AdaptivePolicy(confident=0.5, unsure=0.3, few=2, many=3))
     assert unsure.n_samples == 4 and len(unsure.sample_set.candidates) == 4
     assert unsure.sample_set.candidates[0].completion.text == plain.text
@@ -143,7 +143,7 @@ def test_typed_through_answers_are_not_judged_again(eng):
     assert len(first.text) >= 2
     typed = SRC.replace("    return \n", "    return " + first.text[0] + "\n", 1)
     again = adaptive_complete(eng, req(text=typed, character=12, document_id="adaptive-typed", use_cache=True),
-                              gate=FixedGate(0.0), use_engine_first=True)
+                              gate=FixedGate(0.0), first="complete")
     assert again.completion.stop_reason == "typed" and again.n_samples == 1
     assert math.isnan(again.probability)
     assert again.should_show(1.0)  # the user typed what the model predicted: shown whatever the threshold
@@ -151,7 +151,7 @@ def test_typed_through_answers_are_not_judged_again(eng):
 
 def test_remember_makes_a_shown_sample_answer_typing(eng):
     r = req(document_id="remember", use_cache=True)
-    s = sample(eng, r, 3, include_greedy=False, temperature=1.0)
+    s = eng.sample(r, 3, include_greedy=False, temperature=1.0)
     shown = next(c.completion for c in s.candidates if len(c.text) >= 2)
     eng.remember(r, shown)
     typed = SRC.replace("    return \n", "    return " + shown.text[0] + "\n", 1)
