@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Callable, Sequence
 
 from .backend import Backend
@@ -43,14 +44,31 @@ SUFFIX_KEY_CHARS = 2000
 @dataclass(frozen=True)
 class Prepared:
     """A request turned into what every later step takes: its context, its prompt (fitted into the context window)
-    and its cache key. Built once by `Engine.prepare`."""
+    and its cache key. Built once by `Engine.prepare`; the prompt is tokenized on first use, so an answer from the
+    user's typing through the last completion (which needs only the context) costs no tokenization."""
 
     request: CompletionRequest
     context: CompletionContext
-    prompt: Prompt
-    tokens: tuple[int, ...]  # the prompt's tokens, cut to leave room for the completion
     max_tokens: int  # this completion's token limit (line mode caps it)
-    key: str  # completion-cache key
+    _build: Callable[[], tuple[Prompt, tuple[int, ...], str]] = field(repr=False, compare=False)
+
+    @cached_property
+    def _built(self) -> tuple[Prompt, tuple[int, ...], str]:
+        return self._build()
+
+    @property
+    def prompt(self) -> Prompt:
+        return self._built[0]
+
+    @property
+    def tokens(self) -> tuple[int, ...]:
+        """The prompt's tokens, cut to leave room for the completion."""
+        return self._built[1]
+
+    @property
+    def key(self) -> str:
+        """Completion-cache key."""
+        return self._built[2]
 
     @property
     def suffix_key(self) -> str:
@@ -181,11 +199,15 @@ class Engine:
             req.text, req.line, req.character, path=req.path, language=req.language, snippets=req.snippets,
             mode=req.mode,
         )
-        prompt = self.builder.build(ctx)
         requested = req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
         limit = min(requested, self.config.decode.max_line_tokens) if ctx.mode == "line" else requested
-        tokens = self._fit(prompt.tokens, requested)
-        return Prepared(req, ctx, prompt, tokens, limit, self._cache_key(ctx, tokens, limit, req))
+
+        def build() -> tuple[Prompt, tuple[int, ...], str]:
+            prompt = self.builder.build(ctx)
+            tokens = self._fit(prompt.tokens, requested)
+            return prompt, tokens, self._cache_key(ctx, tokens, limit, req)
+
+        return Prepared(req, ctx, limit, build)
 
     def _fit(self, tokens: tuple[int, ...], max_tokens: int) -> tuple[int, ...]:
         """Keep the prompt inside the context: drop tokens from the far end of the prefix side if needed."""
