@@ -8,6 +8,7 @@ import os
 import typer
 
 from codefill.engine import read_source_file
+from codefill.engine.config import MAX_THREADS
 
 from .common import load_engine
 
@@ -21,7 +22,7 @@ def latency(
     lines: int = typer.Option(20, "--lines", help="How many lines to type."),
     every: int = typer.Option(3, "--every", help="Request a completion every N typed characters."),
     seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(None, "--threads", "-t"),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """A person writing FILE: p50/p95 latency at a new position and while typing, tokens/s, peak RSS.

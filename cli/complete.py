@@ -8,6 +8,7 @@ import sys
 import typer
 
 from codefill.engine import DEFAULT, CompletionRequest, read_source_file
+from codefill.engine.config import MAX_CONTEXT, MAX_THREADS, MAX_TOKENS, MIN_CONTEXT
 from codefill.engine.gate import Gate
 from codefill.engine.selection import ALIASES, METHODS, mean_logprob, rank
 
@@ -19,14 +20,14 @@ def complete(
     model: str = typer.Option(None, "--model", "-m", help="GGUF file (default: configured model, else the embedded one)."),
     as_json: bool = typer.Option(False, "--json", help="Print text, replace range, stop reason, timings and confidence as JSON."),
     mode: str = typer.Option("auto", help="auto | line | block"),
-    max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens to generate at most (default 128)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS, help="Tokens to generate at most (default 128)."),
     time_budget_ms: float = typer.Option(None, "--time-budget", help="Stop decoding after this many ms (default 1000; 0 = none)."),
-    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
-    ctx: int = typer.Option(None, "--ctx", help="Context size in tokens (default 4096)."),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
+    ctx: int = typer.Option(None, "--ctx", min=MIN_CONTEXT, max=MAX_CONTEXT, help="Context size in tokens (default 4096)."),
     prefix_tokens: int = typer.Option(None, "--prefix-tokens", min=32, help="Tokens of text before the cursor in the prompt (default 512 on a CPU, 2048 on a GPU); fewer answer sooner at a new position (bench/prompt_budget.py)."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
-    samples: int = typer.Option(1, "--samples", "-n", help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
+    samples: int = typer.Option(1, "--samples", "-n", min=1, max=64, help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
     select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | agreement (cluster) | syntax | first."),
 ) -> None:
     """Complete FILE at LINE:COL and print the completion.

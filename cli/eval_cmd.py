@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import typer
 
+from codefill.engine.config import MAX_TOKENS
 from codefill.engine.errors import InputFileError
 
 from .common import load_engine
@@ -65,7 +66,7 @@ def humaneval(
     completion_mode: str = typer.Option("task", "--completion-mode",
                                         help="The editor's mode setting: task (line for single-line, block for "
                                              "multi-line, auto for random spans) | auto | line | block."),
-    max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Per completion (default: the engine's)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS, help="Per completion (default: the engine's)."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file (default: the embedded model)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the task sample, the random spans and sampling."),
     workers: int = typer.Option(None, "--workers", min=1, help="Test programs run at once (default: min(4, cores))."),
@@ -95,7 +96,8 @@ def humaneval(
         ks = parse_ks(samples)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if len(ks) > 1 and not coverage:
+    # One K is K samples per task (pass@k for k ≤ K); only a list of counts asks for a coverage study.
+    if "," in samples and not coverage:
         raise typer.BadParameter("a list of sample counts needs --coverage")
     samples_n = max(ks)
     tasks = sample_tasks(build_tasks(mode, seed), limit, seed)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import typer
 
 from codefill.engine import CompletionRequest, apply_completion, read_source_file
-from codefill.engine.config import SAMPLE_TEMPERATURE
+from codefill.engine.config import MAX_THREADS, MAX_TOKENS, SAMPLE_TEMPERATURE
 from codefill.engine.search import search_with_tests
 from codefill.engine.selection import ALIASES, METHODS, rank
 
@@ -150,7 +150,7 @@ def unified_diff(path: str, before: str, after: str) -> str:
 def fill(
     location: str = typer.Argument(..., metavar="FILE:LINE[:COL]", help="1-based position of the hole."),
     until: str = typer.Option(None, "--until", help="Shell command that must exit 0 (run in a temporary copy)."),
-    samples: int = typer.Option(8, "--samples", "-n", help="Candidates per round (one shared prompt evaluation)."),
+    samples: int = typer.Option(8, "--samples", "-n", min=1, max=64, help="Candidates per round (one shared prompt evaluation)."),
     rounds: int = typer.Option(2, "--rounds", help="Further rounds with the failing output in the prompt."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per run of the command."),
     budget: float = typer.Option(600.0, "--budget", help="Seconds for the whole search."),
@@ -158,11 +158,11 @@ def fill(
     select: str = typer.Option("auto", "--select", help="Order of trying: auto | logprob | agreement (= cluster) | syntax | first."),
     feedback: bool = typer.Option(True, "--feedback/--no-feedback", help="Show failing output to later rounds."),
     mode: str = typer.Option("auto", help="auto | line | block"),
-    max_tokens: int = typer.Option(None, "--max-tokens"),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1, max=MAX_TOKENS),
     temperature: float = typer.Option(SAMPLE_TEMPERATURE, "--temperature", help="Sampling temperature of the non-greedy candidates."),
     seed: int = typer.Option(0, "--seed"),
     model: str = typer.Option(None, "--model", "-m"),
-    threads: int = typer.Option(None, "--threads", "-t"),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS),
 ) -> None:
     """Fill FILE at LINE[:COL], keep the first candidate that makes --until pass, print the diff.
 

@@ -8,18 +8,20 @@ import sys
 
 import typer
 
+from codefill.engine.config import MAX_THREADS
+
 
 def lsp(
     tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
-    threads: int = typer.Option(None, "--threads", "-t", help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
 ) -> None:
     """Run the language server: ghost text (LSP inline completions) for Neovim, VS Code and other editors.
 
     Example: codefill lsp   (stdio: the editor starts it; or --tcp 127.0.0.1:2087 for clients that connect)
     """
-    from codefill.lsp import create_server
+    from codefill.lsp import create_server  # pygls loads only for `codefill lsp`: other commands start faster
 
     if log_file:
         root = logging.getLogger()

@@ -23,6 +23,12 @@ class BudgetConfig:
 GPU_SCALE = 4
 
 
+# Bounds of the user-facing settings (the CLI's flags and the language server's settings check them).
+MAX_TOKENS = 4096  # per completion; the engine also keeps it within half of the context
+MAX_SUGGESTIONS = 16
+MAX_THREADS = 256
+MIN_CONTEXT, MAX_CONTEXT = 256, 131072
+
 # Sampling settings for candidates drawn beside the greedy one (alternatives, adaptive samples, pass@k) when the
 # request itself is greedy: the HumanEval pools behind the gate and the selectors were drawn with them.
 SAMPLE_TEMPERATURE = 0.8

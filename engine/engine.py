@@ -200,6 +200,9 @@ class Engine:
             mode=req.mode,
         )
         requested = req.max_tokens if req.max_tokens is not None else self.config.decode.max_tokens
+        # The completion may take at most half of the context: the rest is the document's (a limit past the context
+        # used to cut the prompt down to its first token).
+        requested = max(1, min(requested, self.backend.n_ctx // 2))
         limit = min(requested, self.config.decode.max_line_tokens) if ctx.mode == "line" else requested
 
         def build() -> tuple[Prompt, tuple[int, ...], str]:

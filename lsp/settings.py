@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from codefill.engine.config import MAX_CONTEXT, MAX_SUGGESTIONS, MAX_THREADS, MAX_TOKENS, MIN_CONTEXT
 from codefill.engine.types import DEFAULT, EngineDefault
 
 _MISSING = object()
@@ -79,10 +80,6 @@ def _pos_int(v):
     return v
 
 
-def _opt_pos_int(v):
-    return None if v is None else _pos_int(v)
-
-
 def _budget(v):
     if v is None or v == 0:
         return None
@@ -122,12 +119,10 @@ def _opt_str(expected: str):
     return parse
 
 
-def _opt_int(low: int, high: int | None, expected: str):
-    """A parser for an optional integer from `low` to `high` (null: the default)."""
+def _int(low: int, high: int | None, expected: str):
+    """A parser for an integer from `low` to `high`."""
 
     def parse(v):
-        if v is None:
-            return None
         if isinstance(v, bool) or not isinstance(v, int) or v < low or (high is not None and v > high):
             raise ValueError(expected)
         return v
@@ -135,11 +130,23 @@ def _opt_int(low: int, high: int | None, expected: str):
     return parse
 
 
+def _opt_int(low: int, high: int | None, expected: str):
+    """A parser for an optional integer from `low` to `high` (null: the default)."""
+    parse_int = _int(low, high, expected)
+    return lambda v: None if v is None else parse_int(v)
+
+
 _model = _opt_str("a path or REPO/FILE.gguf")
 _path = _opt_str("a file path")
 _prefix = _opt_int(32, None, "a number of tokens (at least 32), or null for the default")
 _windows = _opt_int(0, 16, "an integer from 0 to 16, or null for the default")
 _samples = _opt_int(0, 32, "an integer from 0 to 32, or null for the default")
+# Upper bounds: a value past them is a typo or an attack, and each has a cost that grows with it (a completion of
+# max_tokens ≥ the context would leave no room for the document; the engine caps it at half the context too).
+_max_tokens = _opt_int(1, MAX_TOKENS, f"a number of tokens from 1 to {MAX_TOKENS}, or null for the default")
+_suggestions = _int(1, MAX_SUGGESTIONS, f"an integer from 1 to {MAX_SUGGESTIONS}")
+_threads = _opt_int(1, MAX_THREADS, f"an integer from 1 to {MAX_THREADS}, or null for the default")
+_context = _opt_int(MIN_CONTEXT, MAX_CONTEXT, f"a number of tokens from {MIN_CONTEXT} to {MAX_CONTEXT}, or null")
 
 
 def _count(v):
@@ -167,9 +174,9 @@ def _temperature(v):
 
 
 _PARSERS = {
-    "model": _model, "max_tokens": _opt_pos_int, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
-    "disabled_languages": _langs, "suggestions": _pos_int, "temperature": _temperature, "threads": _opt_pos_int,
-    "context_size": _opt_pos_int, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
+    "model": _model, "max_tokens": _max_tokens, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
+    "disabled_languages": _langs, "suggestions": _suggestions, "temperature": _temperature, "threads": _threads,
+    "context_size": _context, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
     "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path,
 }
 

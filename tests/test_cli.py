@@ -202,3 +202,30 @@ def test_pull_offline_from_cache_and_complete_with_it(tmp_path, source):
               "someone/tiny-GGUF/tiny-q4_1.gguf", env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["model"] == "tiny-q4_1.gguf"
+
+
+@pytest.mark.parametrize("flag", [("--max-tokens", "4097"), ("--threads", "257"), ("--ctx", "131073"),
+                                  ("--samples", "65"), ("--max-tokens", "0")])
+def test_sizes_past_their_bounds_are_usage_errors(source, flag):
+    proc = run("complete", f"{source}:5:12", *flag)
+    assert proc.returncode == 2 and flag[0] in proc.stderr
+
+
+def test_version_names_codefill_and_its_binding():
+    from codefill import __version__
+
+    proc = run("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"codefill {__version__} (llama-cpp-python ") and "Python 3." in proc.stdout
+
+
+@pytest.mark.slow
+def test_eval_with_one_sample_count_is_pass_at_k(tmp_path):
+    """README: `codefill eval humaneval --limit 100 --samples 10` — one K means K samples per task, not a coverage
+    study (it used to fail with 'a list of sample counts needs --coverage')."""
+    proc = run("eval", "humaneval", "--limit", "2", "--samples", "2", "--max-tokens", "8", "--threads", "1",
+               "--out", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert {"pass@1", "pass@2"} <= set(summary.get("summary", summary)), proc.stdout[:400]
+    assert run("eval", "humaneval", "--limit", "2", "--samples", "1,2").returncode == 2  # a list needs --coverage

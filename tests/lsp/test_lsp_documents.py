@@ -105,6 +105,21 @@ def test_gate_settings_parse_and_bad_values_keep_the_old_ones():
     assert (back.gate_threshold, back.adaptive_samples) == (None, None)  # back to the defaults
 
 
+def test_sizes_have_upper_bounds():
+    """maxTokens, suggestions, contextSize and threads past their bounds are refused (the old value stays): a token
+    limit at the context size used to leave the prompt one token long."""
+    from codefill.engine.config import MAX_CONTEXT, MAX_SUGGESTIONS, MAX_THREADS, MAX_TOKENS
+
+    ok, problems = merge(Settings(), {"maxTokens": MAX_TOKENS, "suggestions": MAX_SUGGESTIONS,
+                                      "contextSize": MAX_CONTEXT, "threads": MAX_THREADS})
+    assert (ok.max_tokens, ok.suggestions, ok.context_size, ok.threads) == (
+        MAX_TOKENS, MAX_SUGGESTIONS, MAX_CONTEXT, MAX_THREADS) and not problems
+    bad, problems = merge(ok, {"maxTokens": MAX_TOKENS + 1, "suggestions": MAX_SUGGESTIONS + 1,
+                               "contextSize": MAX_CONTEXT + 1, "threads": MAX_THREADS + 1})
+    assert bad == ok and len(problems) == 4
+    assert len(merge(ok, {"suggestions": 0, "contextSize": 16, "maxTokens": 0, "threads": 0})[1]) == 4
+
+
 def test_edits_always_give_the_completed_document():
     """Random documents, cursors, popup selections and completions: applying the edit gives what the engine meant."""
     import random
