@@ -8,10 +8,13 @@ touching the others. User-facing failures are `CodefillError`s: printed on one l
 from __future__ import annotations
 
 import logging
+import platform
 import sys
+from importlib import metadata
 
 import typer
 
+from codefill import __version__
 from codefill.engine.errors import CodefillError
 
 from .common import exit_code
@@ -49,9 +52,27 @@ def _register_all() -> None:
         module.register(app)
 
 
+def version_line() -> str:
+    """What a bug report needs: codefill's version, the llama.cpp binding's, Python's and the platform."""
+    try:
+        binding = metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:
+        binding = "not installed"
+    return (f"codefill {__version__} (llama-cpp-python {binding}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()})")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the engine does to stderr."),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="Print the versions of codefill, llama-cpp-python and Python, and exit."),
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="codefill: %(message)s", stream=sys.stderr
