@@ -107,6 +107,14 @@ class PromptBuilder:
         self.count = TokenCounter(vocab)
         self._newline_tokens: list[int] | None = None
 
+    def _document_start(self) -> int:
+        """The token a prefix-only model saw before a document in training: GPT-style vocabularies separate
+        documents with <|endoftext|>; else the BOS token; else a line break."""
+        for tok in (self.vocab.special_token("<|endoftext|>"), self.vocab.bos):
+            if tok is not None:
+                return tok
+        return self._tok("\n")[0]
+
     def _tok(self, text: str) -> list[int]:
         return self.vocab.tokenize(text) if text else []
 
@@ -199,6 +207,8 @@ class PromptBuilder:
                 pre_toks = pre_toks[:-1]
         if not fmt.is_fim:
             tokens = head + pre_toks
+            if not tokens:  # the cursor at the very start of a file, and no BOS: begin where a document begins
+                tokens = [self._document_start()]
         else:
             suf_toks = self._suffix_tokens(suffix_text)
             name = fmt.family.name

@@ -302,3 +302,13 @@ def test_amx_guard_only_probes_cpus_that_advertise_amx(tmp_path, monkeypatch):
     assert use_extra_buffer_types(e) is True
     assert use_extra_buffer_types(b) is True  # even over a cached "off"
     assert len(probes) == 5
+
+
+def test_cursor_at_the_start_of_a_file(engine):
+    """An empty prefix (completing above existing code) used to raise ValueError('empty prompt'): a prefix-only
+    model without BOS now starts from the vocabulary's document separator."""
+    doc = "import os\n\n\ndef main():\n    pass\n"
+    c = engine.complete(req(text=doc, line=0, character=0, max_tokens=8, use_cache=False))
+    assert c.timings.prompt_tokens == 1 and c.timings.decode_tokens >= 1
+    assert c.stop_reason in ("newline", "eos", "max_tokens")
+    assert engine.prepare(req(text=doc, line=0, character=0)).tokens == (engine.backend.special_token("<|endoftext|>"),)
