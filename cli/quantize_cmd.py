@@ -49,7 +49,7 @@ def quantize(
 
     Example: codefill quantize Qwen/Qwen2.5-Coder-0.5B --out models/qwen-coder --types Q8_0,Q4_K_M --target-size 400MB
     """
-    from codefill.quantize.pipeline import Options, parse_size, run
+    from codefill.quantize.pipeline import Options, parse_size, run  # the quantizer loads only for this command
 
     opts = Options(
         source=source, out_dir=out,

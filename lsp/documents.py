@@ -20,6 +20,7 @@ from pygls.uris import to_fs_path
 
 from codefill.engine import Position as EnginePosition
 from codefill.engine import Snippet
+from codefill.engine.context import offset_of
 
 _EOL = re.compile(r"\r\n|\r|\n")
 _edits = itertools.count(1)
@@ -121,8 +122,6 @@ def engine_position(text: str, offset: int) -> EnginePosition:
 
 
 def engine_offset(text: str, pos: EnginePosition) -> int:
-    from codefill.engine.context import offset_of
-
     return offset_of(text, pos.line, pos.character)
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .corpus import chunks
+from .gguf_io import open_reader
 from .llm import EvalModel
 
 
@@ -68,8 +69,6 @@ class Metrics:
 
 
 def n_weights(path: str) -> int:
-    from .gguf_io import open_reader
-
     r = open_reader(path)
     return int(sum(int(np.prod([int(x) for x in t.shape])) for t in r.tensors))
 

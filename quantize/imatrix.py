@@ -22,6 +22,7 @@ from . import ggml
 from .corpus import chunks
 from .errors import CalibrationError
 from .gguf_io import atomic_path, field_value, open_reader
+from .llm import EvalModel
 
 
 @dataclass
@@ -159,8 +160,6 @@ def collect(
     `process_output` also records the output projection (`output.weight`, or `token_embd.weight` when the embedding
     is tied), like `llama-imatrix --process-output`; the mixed recipe uses it for the embedding's quantization.
     """
-    from .llm import EvalModel
-
     ggml.check_tensor_layout()
     im = ImportanceMatrix(chunk_size=n_ctx, datasets=[dataset_name])
     col = _Collector(im, process_output)

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from codefill.engine.errors import ModelLoadError
+from codefill.engine.hardware import use_extra_buffer_types
 from codefill.engine.llama import _init_backend, check_model_file, default_threads, last_llama_errors
 
 
@@ -32,8 +33,6 @@ class EvalModel:
         progress: Callable[[float], None] | None = None,
     ):
         import llama_cpp as L
-
-        from codefill.engine.hardware import use_extra_buffer_types
 
         check_model_file(path)
         _init_backend()

@@ -29,7 +29,9 @@ from . import ggml
 from .corpus import chunks
 from .errors import TargetSizeError
 from .evaluate import log_softmax
+from .gguf_io import atomic_path, encode
 from .imatrix import ImportanceMatrix
+from .llm import EvalModel
 from .quant import Source
 from .recipes import TensorInfo, category, quantizable
 
@@ -99,8 +101,6 @@ class _WeightEditor:
     def __init__(self, path: str, n_ctx: int, n_threads: int | None):
         import llama_cpp
 
-        from .llm import EvalModel
-
         self.L = ggml.lib()
         self.ptrs: dict[str, int] = {}
         ops = ggml.op_ids()
@@ -126,7 +126,6 @@ class _WeightEditor:
         p = self.ptrs[name]
         t = ggml.GGMLTensor.from_address(p)
         tname = ggml.type_name(t.type)
-        from .gguf_io import encode
 
         raw = encode(values.reshape(-1, int(t.ne[0])), ggml.type_id(tname))
         n = int(self.L.ggml_nbytes(p))
@@ -304,8 +303,6 @@ def grid_aligned_share(sens: Sensitivity) -> float:
 
 
 def save(sens: Sensitivity, path: str) -> None:
-    from .gguf_io import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
             json.dump(sens.to_json(), fh)

@@ -17,10 +17,18 @@ from typing import Callable
 
 from codefill.engine.errors import DownloadError, ModelFormatError, ModelNotFoundError
 
+from . import convert as convert_mod
 from . import corpus as corpus_mod
+from . import evaluate as eval_mod
 from . import ggml
+from . import imatrix as imatrix_mod
+from . import mixed as mixed_mod
+from . import report as report_mod
 from .errors import ConfigError, TargetSizeError
 from .gguf_io import check_disk, field_value, open_reader
+from .quant import Source, quantize_file, quantize_mix
+from .recipes import MIXES
+from .safetensors import SafetensorsFile
 
 DEFAULT_TYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M"]
 Progress = Callable[[str, float], None]
@@ -125,12 +133,6 @@ def _model_name(kind: str, path: str) -> str:
 
 
 def run(opts: Options, progress: Progress | None = None) -> Result:
-    from . import convert as convert_mod
-    from . import imatrix as imatrix_mod
-    from . import mixed as mixed_mod
-    from .quant import Source, quantize_file, quantize_mix
-    from .recipes import MIXES
-
     p = progress or (lambda _s, _f: None)
     types = [t.upper() for t in opts.types]
     for t in types:
@@ -238,9 +240,6 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
     result = Result(opts.out_dir, ref_path, im_path, files, mixed=mixed_info, timings=timings)
     # ---- 4. evaluate and report
     if opts.evaluate:
-        from . import evaluate as eval_mod
-        from . import report as report_mod
-
         t0 = time.perf_counter()
         metrics = eval_mod.evaluate(ref_path, files, corpus.heldout, heldout_files=corpus.heldout_files,
                                     max_chunks=opts.eval_chunks, n_lines=opts.eval_lines, n_threads=opts.n_threads,
@@ -255,8 +254,6 @@ def run(opts: Options, progress: Progress | None = None) -> Result:
 
 
 def _bytes_per_weight(hf) -> int:
-    from .safetensors import SafetensorsFile
-
     f = SafetensorsFile(hf.weight_files[0])
     k = next((k for k in f.keys() if len(f.shape(k)) == 2), None)
     if k is None:
