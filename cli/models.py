@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from codefill.engine.llama import check_model_file
 from codefill.engine.models import list_models, pull as pull_model, resolve_model, write_config_value
 
 
@@ -22,8 +23,6 @@ def models(
     """
     if set_default:
         path = resolve_model(set_default)
-        from codefill.engine.llama import check_model_file
-
         check_model_file(path)
         cfg = write_config_value("model", set_default)
         typer.echo(f"default model: {set_default} (saved in {cfg})")
