@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import CodefillError, ModelFormatError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
 from . import hardware
+from .ggufcheck import check_gguf
 from .sampler import Draw, Sampler
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ def check_model_file(path: str) -> None:
     version = int.from_bytes(head[4:8], "little")
     if version not in (2, 3):
         raise ModelFormatError(f"unsupported GGUF version {version}: {path}")
+    try:  # the metadata (vocabulary, special-token ids), bounded, before llama.cpp asserts on it
+        check_gguf(path)
+    except OSError as exc:
+        raise ModelUnreadableError(f"cannot read model {path}: {exc.strerror or exc}") from None
 
 
 def default_threads() -> int:
