@@ -85,11 +85,14 @@ class HFModel:
 def _load_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except OSError as exc:
         raise MissingFilesError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ModelFormatError(f"{path} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelFormatError(f"{path} is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{path} is not a JSON object")
+    return data
 
 
 def inspect_hf(directory: str) -> HFModel:
@@ -112,7 +115,10 @@ def inspect_hf(directory: str) -> HFModel:
             raise ModelFormatError(f"config.json lacks {key!r}")
     index = os.path.join(directory, "model.safetensors.index.json")
     if os.path.exists(index):
-        files = sorted(set(_load_json(index).get("weight_map", {}).values()))
+        weight_map = _load_json(index).get("weight_map", {})
+        if not isinstance(weight_map, dict) or not all(isinstance(f, str) for f in weight_map.values()):
+            raise ModelFormatError(f"{index}: weight_map is not an object of tensor → file name")
+        files = sorted(set(weight_map.values()))
         missing = [f for f in files if not os.path.exists(os.path.join(directory, f))]
         if missing:
             raise MissingFilesError(f"weights missing from {directory}: {', '.join(missing[:3])}")
@@ -130,7 +136,12 @@ def inspect_hf(directory: str) -> HFModel:
     tc_path = os.path.join(directory, "tokenizer_config.json")
     tokenizer_config = _load_json(tc_path) if os.path.exists(tc_path) else {}
     m = HFModel(directory, config, ARCHITECTURES[hf_arch], weight_files, tokenizer, tokenizer_config)
-    _vocab(m)  # tokenizer problems surface now, not after the weights
+    try:
+        _vocab(m)  # tokenizer problems surface now, not after the weights
+    except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+        # the shapes _vocab relies on are checked there; this is the net for a field of an unexpected type
+        raise ModelFormatError(f"malformed tokenizer.json / tokenizer_config.json in {directory}: "
+                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
     return m
 
 
@@ -195,18 +206,87 @@ class Vocab:
     fim_ids: dict[str, int]
 
 
+MAX_VOCAB = 1 << 22  # token ids (real vocabularies are up to a few hundred thousand)
+
+
+def _check_tokenizer(tok: dict, model: dict, config: dict) -> tuple[dict[str, int], dict[int, dict], int]:
+    """The BPE vocabulary, the added tokens by id and the vocabulary size, after checking their JSON shapes and
+    bounds: a malformed tokenizer.json is a ModelFormatError, not a TypeError/KeyError or a billion-entry list."""
+    vocab = model.get("vocab")
+    if vocab is None or vocab == {}:
+        raise MissingFilesError("tokenizer.json has an empty vocabulary")
+    if not isinstance(vocab, dict):
+        raise ModelFormatError("tokenizer.json: model.vocab is not an object of token → id")
+
+    def valid_id(i) -> bool:
+        return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < MAX_VOCAB
+
+    for text, i in vocab.items():
+        if not valid_id(i):
+            raise ModelFormatError(f"tokenizer.json: token {text[:60]!r} has id {i!r} (want 0..{MAX_VOCAB - 1})")
+    added_list = tok.get("added_tokens") or []
+    if not isinstance(added_list, list):
+        raise ModelFormatError("tokenizer.json: added_tokens is not a list")
+    added: dict[int, dict] = {}
+    for k, a in enumerate(added_list):
+        if not isinstance(a, dict) or not valid_id(a.get("id")) or not isinstance(a.get("content"), str):
+            raise ModelFormatError(f"tokenizer.json: added_tokens[{k}] needs an integer id (0..{MAX_VOCAB - 1}) "
+                                   "and a string content")
+        if a["id"] in added and added[a["id"]]["content"] != a["content"]:
+            raise ModelFormatError(f"tokenizer.json: two added tokens have id {a['id']}")
+        added[a["id"]] = a
+    merges = model.get("merges", [])
+    if not isinstance(merges, list) or not all(
+            isinstance(mg, str) or (isinstance(mg, list) and all(isinstance(x, str) for x in mg)) for mg in merges):
+        raise ModelFormatError("tokenizer.json: model.merges is not a list of strings or string pairs")
+    size = config.get("vocab_size") or 0
+    if not valid_id(size) and size != MAX_VOCAB:
+        raise ModelFormatError(f"config.json: vocab_size {size!r} is not a count up to {MAX_VOCAB}")
+    n = max(size, max(vocab.values()) + 1, (max(added) + 1) if added else 0)
+    return vocab, added, n
+
+
+def _dedupe_tokens(tokens: list[str], types: list[int], added: set[int]) -> int:
+    """Make every token text unique in place (llama.cpp aborts on a vocabulary with a text twice).
+
+    An added token keeps its text (the HF tokenizer matches added tokens first, so the text encodes to it); among
+    others a real token wins over a padding placeholder, then the lower id. The losers become unused placeholders.
+    Returns how many were renamed."""
+    import gguf
+
+    def rank(i: int) -> tuple:
+        return (0 if i in added else 1 if types[i] != gguf.TokenType.UNUSED else 2, i)
+
+    owner: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        j = owner.get(t)
+        if j is None or rank(i) < rank(j):
+            owner[t] = i
+    losers = [i for i, t in enumerate(tokens) if owner[t] != i]
+    for i in losers:
+        k = 0
+        name = f"[DUP{i}]"
+        while name in owner:
+            k += 1
+            name = f"[DUP{i}.{k}]"
+        tokens[i] = name
+        types[i] = gguf.TokenType.UNUSED
+        owner[name] = i
+    return len(losers)
+
+
 def _vocab(m: HFModel) -> Vocab:
     import gguf
 
     tok = m.tokenizer
+    if not isinstance(tok, dict):
+        raise ModelFormatError("tokenizer.json is not a JSON object")
     model = tok.get("model") or {}
+    if not isinstance(model, dict):
+        raise ModelFormatError("tokenizer.json: \"model\" is not an object")
     if model.get("type") != "BPE":
         raise UnsupportedArchitectureError(f"tokenizer model {model.get('type')!r} is not supported (BPE only)")
-    vocab: dict[str, int] = model.get("vocab") or {}
-    if not vocab:
-        raise MissingFilesError("tokenizer.json has an empty vocabulary")
-    added = {int(a["id"]): a for a in tok.get("added_tokens", [])}
-    n = max(int(m.config.get("vocab_size") or 0), max(vocab.values()) + 1, (max(added) + 1) if added else 0)
+    vocab, added, n = _check_tokenizer(tok, model, m.config)
     tokens = [f"[PAD{i}]" for i in range(n)]
     types = [gguf.TokenType.UNUSED] * n
     for text, i in vocab.items():
@@ -215,6 +295,7 @@ def _vocab(m: HFModel) -> Vocab:
     for i, a in added.items():
         tokens[i] = a["content"]
         types[i] = gguf.TokenType.CONTROL if a.get("special") else gguf.TokenType.USER_DEFINED
+    _dedupe_tokens(tokens, types, set(added))
     merges = [" ".join(mg) if isinstance(mg, list) else mg for mg in model.get("merges", [])]
     spm = bool(model.get("byte_fallback"))
     scores = None

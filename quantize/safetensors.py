@@ -20,6 +20,49 @@ _DTYPES = {
 }
 
 
+MAX_HEADER = 100 << 20  # bytes of JSON header
+_ITEMSIZE = {k: np.dtype(v).itemsize for k, v in _DTYPES.items()}
+
+
+def _check_header(header, path: str, data_size: int) -> tuple[dict, dict]:
+    """(metadata, tensors) of a parsed header, after checking its shape: an object of
+    {name: {dtype, shape: [int ≥ 0], data_offsets: [begin, end]}} whose byte ranges match dtype × shape and lie in the
+    file. Raises ModelFormatError naming the first bad entry."""
+    def bad(what: str) -> ModelFormatError:
+        return ModelFormatError(f"invalid safetensors header in {path}: {what}")
+
+    if not isinstance(header, dict):
+        raise bad("not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise bad("__metadata__ is not an object")
+
+    def is_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    for name, info in header.items():
+        label = f"tensor {name[:80]!r}"
+        if not isinstance(info, dict):
+            raise bad(f"{label} is not an object")
+        dt, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dt, str):
+            raise bad(f"{label} has no dtype")
+        if not isinstance(shape, list) or len(shape) > 8 or not all(is_int(d) for d in shape):
+            raise bad(f"{label} has shape {str(shape)[:80]} (want a list of non-negative integers)")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(is_int(o) for o in offs) or offs[0] > offs[1]:
+            raise bad(f"{label} has data_offsets {str(offs)[:80]} (want [begin, end])")
+        if offs[1] > data_size:
+            raise ModelFormatError(f"truncated safetensors file {path} ({label})")
+        if dt in _ITEMSIZE:
+            count = 1
+            for d in shape:
+                count *= d
+            if count * _ITEMSIZE[dt] != offs[1] - offs[0]:
+                raise bad(f"{label}: {dt} × {shape} is {count * _ITEMSIZE[dt]} bytes, data_offsets span "
+                          f"{offs[1] - offs[0]}")
+    return metadata, header
+
+
 class SafetensorsFile:
     def __init__(self, path: str):
         self.path = path
@@ -29,19 +72,18 @@ class SafetensorsFile:
                 if len(head) < 8:
                     raise ModelFormatError(f"truncated safetensors file: {path}")
                 (n,) = struct.unpack("<Q", head)
-                if n > 100 << 20:
-                    raise ModelFormatError(f"not a safetensors file: {path}")
+                size = os.fstat(fh.fileno()).st_size
+                if n > MAX_HEADER or n < 2:
+                    raise ModelFormatError(f"not a safetensors file: {path} (header length {n})")
+                if 8 + n > size:
+                    raise ModelFormatError(f"truncated safetensors file: {path} (header of {n} bytes)")
                 header = json.loads(fh.read(n))
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"cannot read safetensors file {path}: {exc}") from None
-        self.metadata = header.pop("__metadata__", {}) or {}
-        self.header = header
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelFormatError(f"cannot read safetensors file {path}: {str(exc)[:200]}") from None
         self.data_start = 8 + n
-        size = os.path.getsize(path)
-        for name, info in header.items():
-            if info["data_offsets"][1] + self.data_start > size:
-                raise ModelFormatError(f"truncated safetensors file {path} (tensor {name})")
-        self._mm = np.memmap(path, dtype=np.uint8, mode="r") if size > self.data_start else np.zeros(0, np.uint8)
+        self.metadata, self.header = _check_header(header, path, size - self.data_start)
+        self._mm = (np.memmap(path, dtype=np.uint8, mode="r") if size > self.data_start
+                    else np.zeros(0, np.uint8))
 
     def keys(self) -> list[str]:
         return list(self.header)
