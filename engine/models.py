@@ -68,29 +68,68 @@ def _parse_flat_toml(text: str, path: str) -> dict:
     return out
 
 
+_TABLE = re.compile(r"^\s*\[")
+
+
 def write_config_value(key: str, value: str, path: str | None = None) -> str:
-    """Set `key = "value"` in the user config file (only on an explicit command)."""
+    """Set the top-level `key = "value"` in the user config file (only on an explicit command).
+
+    The line goes before the first `[table]` (a key after a table header belongs to that table, where it would be
+    silently ignored), replacing an existing top-level `key`; keys of the same name inside tables are left alone.
+    A config file that is a symlink (dotfiles) is written through, keeping the link. The new text is parsed before
+    it replaces the old one, so a file that would not give `key = value` is never written."""
     path = path or config_file()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    target = os.path.realpath(path)  # write through a symlink, keep the link
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     lines: list[str] = []
+    mode = None
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(target, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
+        mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from None
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     new = f'{key} = "{escaped}"'
-    for i, line in enumerate(lines):
-        if re.match(rf"^\s*{re.escape(key)}\s*=", line):
+    first_table = next((i for i, line in enumerate(lines) if _TABLE.match(line)), len(lines))
+    for i in range(first_table):
+        if re.match(rf"^\s*{re.escape(key)}\s*=", lines[i]):
             lines[i] = new
             break
     else:
-        lines.append(new)
-    tmp = path + ".tmp"
+        insert = [new, ""] if first_table < len(lines) else [new]
+        lines[first_table:first_table] = insert
+    text = "\n".join(lines) + "\n"
+    try:
+        parsed = read_config_text(text, path)
+    except ConfigError as exc:
+        raise ConfigError(f"not changing {path}: it is not valid TOML ({exc})") from None
+    if str(parsed.get(key)) != value:
+        raise ConfigError(f"not changing {path}: cannot set the top-level {key!r} in it")
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.codefill-tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+        fh.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, target)
     return path
+
+
+def read_config_text(text: str, path: str) -> dict:
+    """Parse config text as read_config does (ConfigError when invalid)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            return _parse_flat_toml(text, path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config file {path}: {exc}") from None
 
 
 def resolve_model(model: str | None = None) -> str:
@@ -147,7 +186,11 @@ def list_cached_models() -> list[ModelEntry]:
         for rev in repo.revisions:
             for f in rev.files:
                 if f.file_name.endswith(".gguf"):
-                    out.append(ModelEntry(f"{repo.repo_id}/{f.file_name}", str(f.file_path), f.size_on_disk, "hf-cache"))
+                    # the path inside the repository (subfolders included), not just the base name
+                    rel = os.path.relpath(str(f.file_path), str(rev.snapshot_path)).replace(os.sep, "/")
+                    if rel.startswith("../"):
+                        rel = f.file_name
+                    out.append(ModelEntry(f"{repo.repo_id}/{rel}", str(f.file_path), f.size_on_disk, "hf-cache"))
     return sorted({m.path: m for m in out}.values(), key=lambda m: m.name)
 
 
@@ -181,6 +224,9 @@ def pull(repo_id: str, pattern: str | None = None, revision: str | None = None) 
         )
     except ImportError as exc:  # pragma: no cover - a dependency
         raise DownloadError(f"huggingface-hub is not installed: {exc}") from None
+    _check_repo_id(repo_id)
+    if pattern:
+        _check_repo_file(repo_id, pattern)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
         if pattern and not any(c in pattern for c in "*?["):
@@ -205,17 +251,40 @@ def pull(repo_id: str, pattern: str | None = None, revision: str | None = None) 
             )
         if not names:
             raise DownloadError(f"no GGUF file in {repo_id} matches {pattern or '*.gguf'}")
+        for n in names:
+            _check_repo_file(repo_id, n)
         return [hf_hub_download(repo_id, n, revision=revision) for n in names]
     except DownloadError:
         raise
     except RepositoryNotFoundError:
         raise DownloadError(f"repository not found on Hugging Face: {repo_id}") from None
-    except EntryNotFoundError:
-        raise DownloadError(f"file not found in {repo_id}: {pattern}") from None
+    # LocalEntryNotFoundError subclasses EntryNotFoundError (and OSError): it must come before both
     except LocalEntryNotFoundError:
         raise DownloadError(
             f"{repo_id} is not in the local cache and Hugging Face cannot be reached (offline?)"
         ) from None
+    except EntryNotFoundError:
+        raise DownloadError(f"file not found in {repo_id}: {pattern}") from None
     except (HfHubHTTPError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(f"download from {repo_id} failed: {msg}") from None
+    except ValueError as exc:  # huggingface-hub's own validation of ids and file names
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DownloadError(f"cannot fetch from {repo_id}: {msg}") from None
+
+
+_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def _check_repo_id(repo_id: str) -> None:
+    if not _REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".", "-")):
+        raise DownloadError(f"not a Hugging Face repository id: {repo_id!r} (expected OWNER/NAME)")
+
+
+def _check_repo_file(repo_id: str, name: str) -> None:
+    """Refuse a file name that is absolute or climbs out of the repository (it would leave the cache directory)."""
+    parts = name.replace("\\", "/").split("/")
+    if (not name or name.startswith(("/", "\\", "~")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name)
+            or any(p in ("", ".", "..") for p in parts) or "\0" in name):
+        raise DownloadError(f"refusing file name {name!r} of {repo_id}: it must be a relative path inside the "
+                            "repository (no '..', no absolute path)")
