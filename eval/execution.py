@@ -13,8 +13,11 @@ machine:
   caps (1 MiB), so an infinite print ends the program (SIGXFSZ) instead of filling memory or disk;
 - an audit hook (`sys.addaudithook`, installed before the program runs and impossible to remove from Python) that
   refuses, with PermissionError: opening files for writing, creating, removing, renaming or changing files anywhere
-  outside the temporary directory (and /dev/null); starting processes (fork, exec, spawn, os.system, subprocess);
-  signalling other processes; network connections.
+  outside the temporary directory (and /dev/null), `dir_fd=` arguments resolved to the directory they name, sqlite3
+  databases included; starting processes (fork, exec, spawn, os.system, subprocess); signalling other processes;
+  network connections. Paths are resolved with private copies of getcwd/realpath (a program that chdirs and patches
+  os.getcwd does not fool it); os.open (whose audit event lacks dir_fd) and os.mkfifo/os.mknod (no audit event) are
+  wrapped.
 
 The audit hook is a guard against accidents of generated code (a completion that writes to a relative path, calls
 `shutil.rmtree`, or kills its parent), not a security boundary against code written to escape: ctypes or a C
@@ -42,15 +45,29 @@ OUTPUT = "output.txt"
 _GUARD = r"""
 import os as _os, sys as _sys
 def _install(root):
-    join, realpath, fspath = _os.path.join, _os.path.realpath, _os.fspath
+    import posix, posixpath, stat, types
+    # Private copies of what the checks use: a program that patches os.getcwd, os.lstat or os.readlink (say, after a
+    # chdir) must not change where the guard thinks a path leads.
+    snap = types.SimpleNamespace(**{k: getattr(_os, k) for k in dir(_os) if not k.startswith("__")})
+    snap.path = posixpath
+    g = dict(vars(posixpath))
+    g.update(os=snap, stat=types.SimpleNamespace(S_ISLNK=stat.S_ISLNK))
+    for k, v in list(g.items()):
+        if isinstance(v, types.FunctionType):
+            g[k] = types.FunctionType(v.__code__, g, k, v.__defaults__, v.__closure__)
+            g[k].__kwdefaults__ = v.__kwdefaults__
+    realpath, join, isabs = g["realpath"], g["join"], g["isabs"]
+    getcwd, fspath, fsdecode, readlink = _os.getcwd, _os.fspath, _os.fsdecode, _os.readlink
     sep = _os.sep
     allowed = (root + sep, )
     write_flags = _os.O_WRONLY | _os.O_RDWR | _os.O_APPEND | _os.O_CREAT | _os.O_TRUNC
+    # event -> ((index of a path argument, index of its dir_fd argument or None), ...)
     path_events = {
-        "os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,),
-        "os.chown": (0,), "os.truncate": (0,), "os.utime": (0,), "os.symlink": (0, 1), "os.link": (0, 1),
-        "shutil.rmtree": (0,), "os.chflags": (0,), "os.lchflags": (0,), "os.setxattr": (0,),
-        "os.removexattr": (0,),
+        "os.remove": ((0, 1),), "os.rename": ((0, 2), (1, 3)), "os.rmdir": ((0, 1),), "os.mkdir": ((0, 2),),
+        "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.truncate": ((0, None),), "os.utime": ((0, 3),),
+        "os.symlink": ((0, None), (1, 2)), "os.link": ((0, 2), (1, 3)), "shutil.rmtree": ((0, 1),),
+        "os.chflags": ((0, None),), "os.lchflags": ((0, None),), "os.setxattr": ((0, None),),
+        "os.removexattr": ((0, None),), "sqlite3.connect": ((0, None),),
     }
     denied = {
         "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty", "subprocess.Popen",
@@ -58,7 +75,16 @@ def _install(root):
         "os.startfile", "pty.spawn",
     }
 
-    def inside(path):
+    def base(dir_fd):
+        # the directory a relative path is taken from: the real cwd, or the directory a dir_fd refers to
+        if dir_fd is None or dir_fd == -1 or dir_fd == getattr(_os, "AT_FDCWD", -100):
+            return getcwd()
+        try:
+            return readlink("/proc/self/fd/%d" % dir_fd)
+        except (OSError, TypeError, ValueError):
+            return None  # cannot tell: refuse
+
+    def inside(path, dir_fd=None):
         if isinstance(path, int):  # a descriptor the program already holds
             return True
         try:
@@ -66,11 +92,36 @@ def _install(root):
         except TypeError:
             return False
         if isinstance(p, bytes):
-            p = _os.fsdecode(p)
+            p = fsdecode(p)
         if p == "/dev/null":
             return True
-        full = realpath(p if _os.path.isabs(p) else join(_os.getcwd(), p))
+        if not isabs(p):
+            b = base(dir_fd)
+            if b is None:
+                return False
+            p = join(b, p)
+        full = realpath(p)
         return full == root or full.startswith(allowed)
+
+    def sqlite_path(db):
+        try:
+            db = fspath(db)
+        except TypeError:
+            return db
+        if isinstance(db, bytes):
+            db = fsdecode(db)
+        if db in ("", ":memory:"):
+            return "/dev/null"
+        if db.startswith("file:"):  # a URI (with uri=True): file:path?query
+            from urllib.parse import unquote
+            rest, _, query = db[5:].partition("?")
+            if "mode=memory" in query:
+                return "/dev/null"
+            if rest.startswith("//"):
+                host, _, rest = rest[2:].partition("/")
+                rest = "/" + rest
+            return unquote(rest.split("#", 1)[0]) or "/dev/null"
+        return db
 
     def hook(event, args):
         if event == "open":
@@ -79,11 +130,32 @@ def _install(root):
             if writing and not inside(path):
                 raise PermissionError("codefill sandbox: writing outside the task directory: %r" % (path,))
         elif event in path_events:
-            for i in path_events[event]:
-                if i < len(args) and not inside(args[i]):
+            for i, d in path_events[event]:
+                if i >= len(args):
+                    continue
+                path = sqlite_path(args[i]) if event == "sqlite3.connect" else args[i]
+                fd = args[d] if d is not None and d < len(args) else None
+                if not inside(path, fd):
                     raise PermissionError("codefill sandbox: %s outside the task directory: %r" % (event, args[i]))
         elif event in denied:
             raise PermissionError("codefill sandbox: %s is not allowed" % event)
+
+    # os.open's audit event does not carry dir_fd, and mkfifo/mknod raise no event at all: check them here.
+    def wrap(real, name):
+        def checked(path, *a, dir_fd=None, **kw):
+            flags = a[0] if a else kw.get("flags", 0)
+            if (name != "open" or flags & write_flags) and not inside(path, dir_fd):
+                raise PermissionError("codefill sandbox: %s outside the task directory: %r" % (name, path))
+            return real(path, *a, dir_fd=dir_fd, **kw) if dir_fd is not None else real(path, *a, **kw)
+        checked.__name__ = checked.__qualname__ = name
+        return checked
+
+    for name in ("open", "mkfifo", "mknod"):
+        real = getattr(posix, name, None)
+        if real is not None:
+            w = wrap(real, name)
+            setattr(posix, name, w)
+            setattr(_os, name, w)
 
     _sys.addaudithook(hook)
 _install(_os.path.realpath(_os.getcwd()))
