@@ -95,13 +95,37 @@ class LogisticModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LogisticModel":
-        names = tuple(d["features"])
-        arrs = [np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
+        """A model from its JSON form; ValueError (saying what is wrong) for anything else, so that a bad file is
+        refused when it is loaded rather than failing every later score."""
+        if not isinstance(d, dict):
+            raise ValueError(f"gate model: expected a JSON object, got {type(d).__name__}")
+        names = d.get("features")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("gate model: features must be a list of feature names")
+        unknown = [n for n in names if n not in FULL_FEATURES]
+        if unknown:
+            raise ValueError(f"gate model: unknown features {', '.join(map(repr, unknown))} "
+                             f"(known: {', '.join(FULL_FEATURES)})")
+        if len(set(names)) != len(names):
+            raise ValueError("gate model: a feature is named twice")
+        arrs = []
+        for k in ("mean", "scale", "coef"):
+            v = d.get(k)
+            if not isinstance(v, list) or not all(_is_number(x) for x in v):
+                raise ValueError(f"gate model: {k} must be a list of numbers")
+            arrs.append(np.asarray(v, dtype=np.float64))
         if any(a.shape != (len(names),) for a in arrs):
             raise ValueError("gate model: mean/scale/coef must have one value per feature")
+        if not all(np.all(np.isfinite(a)) for a in arrs) or not _is_number(d.get("intercept")) \
+                or not math.isfinite(d["intercept"]):
+            raise ValueError("gate model: mean/scale/coef/intercept must be finite numbers")
         if np.any(arrs[1] <= 0):
             raise ValueError("gate model: scales must be positive")
-        return cls(names, arrs[0], arrs[1], arrs[2], float(d["intercept"]))
+        return cls(tuple(names), arrs[0], arrs[1], arrs[2], float(d["intercept"]))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 # ---------------------------------------------------------------------------------------------- the shipped gate
@@ -116,14 +140,43 @@ class Gate:
 
     @classmethod
     def load(cls, path: str | None = None) -> "Gate":
-        with open(path or DEFAULT_PATH, encoding="utf-8") as fh:
-            d = json.load(fh)
+        """The gate in `path` (default: the shipped one). OSError when it cannot be read; ValueError, naming the file
+        and what is wrong, for anything that is not a codefill gate file."""
+        where = path or DEFAULT_PATH
+        with open(where, encoding="utf-8") as fh:
+            try:
+                d = json.load(fh)
+            except ValueError as exc:  # not JSON, or not UTF-8
+                raise ValueError(f"{where}: not a JSON file ({exc})") from None
+        try:
+            return cls.from_dict(d)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, d) -> "Gate":
+        if not isinstance(d, dict):
+            raise ValueError(f"not a codefill gate file (a JSON {type(d).__name__}, not an object)")
         if d.get("format") != FORMAT:
-            raise ValueError(f"not a codefill gate file: {path or DEFAULT_PATH}")
-        if int(d.get("version", 0)) > VERSION:
-            raise ValueError(f"gate file version {d.get('version')} is newer than this codefill understands")
-        return cls(LogisticModel.from_dict(d["full"]), LogisticModel.from_dict(d["logprob"]),
-                   float(d.get("threshold", SHIPPED_THRESHOLD)), dict(d.get("metrics", {})))
+            raise ValueError("not a codefill gate file")
+        version = d.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"gate file version {version!r} is not a number")
+        if version > VERSION:
+            raise ValueError(f"gate file version {version} is newer than this codefill understands")
+        threshold = d.get("threshold", SHIPPED_THRESHOLD)
+        if not _is_number(threshold) or not 0 <= threshold <= 1:
+            raise ValueError(f"threshold {threshold!r} is not a probability in [0, 1]")
+        metrics = d.get("metrics", {})
+        if not isinstance(metrics, dict):
+            raise ValueError("metrics must be a JSON object")
+        models = []
+        for key in ("full", "logprob"):
+            try:
+                models.append(LogisticModel.from_dict(d.get(key)))
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return cls(models[0], models[1], float(threshold), dict(metrics))
 
     def save(self, path: str) -> None:
         d = {"format": FORMAT, "version": VERSION, "threshold": self.threshold, "full": self.full.to_dict(),

@@ -150,18 +150,25 @@ class CodefillLanguageServer(LanguageServer):
             self.model.ensure(self, settings)
 
     def _load_gate(self, path: str | None) -> None:
-        """The gate file named in the settings (default: the shipped one); one that cannot be read is reported once
-        and automatic suggestions are then shown ungated."""
+        """The gate file named in the settings (default: the shipped one). One that cannot be used is reported once
+        (window/showMessage); the shipped gate takes its place (if that fails too, suggestions are shown ungated)."""
         if path == self._gate_file:
             return
         self._gate_file = path
         try:
             self.gate = Gate.load(path)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            self.gate = None
-            text = f"codefill: cannot read the gate file {path or '(shipped)'}: {exc}; suggestions are not gated"
-            log.warning("%s", text)
-            self.show_to_client(types.MessageType.Warning, text)
+            return
+        except Exception as exc:  # any shape of file: the server must start and keep working
+            problem = exc
+        self.gate, instead = None, "suggestions are not gated"
+        if path is not None:
+            try:
+                self.gate, instead = Gate.load(), "using the shipped gate instead"
+            except Exception:
+                log.exception("the shipped gate file cannot be read")
+        text = f"codefill: cannot use the gate file {path or '(shipped)'}: {problem}; {instead}"
+        log.warning("%s", text)
+        self.show_to_client(types.MessageType.Warning, text)
 
     def wants_completion_fallback(self, caps: types.ClientCapabilities | None) -> bool:
         if self.settings.completion_fallback is not None:
