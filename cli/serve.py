@@ -12,7 +12,8 @@ from codefill.engine.config import MAX_THREADS
 
 
 def lsp(
-    tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio."),
+    tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio: one client at a "
+                            "time, no authentication; without a HOST only on 127.0.0.1."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
     threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
@@ -39,14 +40,26 @@ def lsp(
     server = create_server(overrides)
     try:
         if tcp:
-            host, sep, port = tcp.rpartition(":")
-            if not sep or not port.isdigit():
-                raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
-            server.start_tcp(host or "127.0.0.1", int(port))
+            host, port = _address(tcp)
+            server.start_tcp(host, port)
         else:
             server.start_io(sys.stdin.buffer, _protocol_stdout())
     finally:
         server.worker.shutdown()  # drop queued model work: the client is gone
+    if server.exit_code:  # `exit` without `shutdown` first: 1, as the LSP specification says
+        sys.exit(server.exit_code)  # (typer.Exit would be returned, not raised, under standalone_mode=False)
+
+
+def _address(tcp: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, :PORT or PORT. Without a host: loopback only (127.0.0.1); another interface only when
+    named (the server has no authentication: see the README's Security section)."""
+    host, sep, port = tcp.rpartition(":")
+    if not sep:
+        host, port = "", tcp
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"expected HOST:PORT, got {tcp!r}", param_hint="--tcp")
+    host = host.strip("[]") if host.startswith("[") else host
+    return host or "127.0.0.1", int(port)
 
 
 def _protocol_stdout():

@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Hashable
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import JsonRPCProtocol
 from pygls.protocol.language_server import lsp_method
 
 from codefill import __version__
 from codefill.engine import CodefillError, Engine
 from codefill.engine.gate import Gate
 
-from . import completion, documents, inline
+from . import completion, documents, framing, inline
 from .documents import DocumentStore
 from .model import ModelHolder
 from .settings import Settings, merge
@@ -47,13 +50,32 @@ class _Ignored:
 
 
 class CodefillProtocol(LanguageServerProtocol):
+    _server: "CodefillLanguageServer"
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
+        self._server.session_started = True
         result = yield from super().lsp_initialize(params)
         if not self._server.wants_completion_fallback(params.capabilities):
             # Clients with inline completion (VS Code, Neovim 0.12) would ask both at every keystroke.
             result.capabilities.completion_provider = None
         return result
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args):
+        """Ends the read loop (pygls raised SystemExit, which its own loop swallowed: always exit code 0)."""
+        if (user_handler := self.fm.features.get(types.EXIT)) is not None:
+            yield user_handler, args, None
+        self._server.exit_code = 0 if self._shutdown else 1
+
+    def handle_message(self, message):
+        if self._shutdown and getattr(message, "jsonrpc", None) == JsonRPCProtocol.VERSION \
+                and getattr(message, "method", "") not in ("", types.EXIT) and getattr(message, "id", None) is not None:
+            # After shutdown the spec wants InvalidRequest for every request (pygls answered nothing).
+            self._send_response(message.id, error=JsonRpcInvalidRequest(
+                f"{message.method} after shutdown").to_response_error())
+            return
+        super().handle_message(message)
 
     def structure_message(self, data: dict[str, Any]):
         try:
@@ -97,6 +119,73 @@ class CodefillLanguageServer(LanguageServer):
         self._latest: dict[Hashable, threading.Event] = {}  # per document: the cancel event of the newest request
         self.gate = None  # the confidence gate (engine/gate.py); None: automatic suggestions are not gated
         self._gate_file: object = _UNSET
+        self.exit_code: int | None = None  # set by `exit`: 0 after `shutdown`, else 1
+        self.session_started = False  # `initialize` came (over TCP: this connection is the client's)
+
+    # ------------------------------------------------------------ transports
+    def start_io(self, stdin=None, stdout=None) -> None:
+        """stdio, with codefill's framing (framing.py). Returns when the client sends `exit` or closes stdin."""
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        frames = framing.ThreadFrames(stdin or sys.stdin.buffer)
+        try:
+            asyncio.run(self._serve(frames))
+        except BrokenPipeError:
+            log.error("the client closed the connection")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.shutdown()
+
+    def start_tcp(self, host: str, port: int) -> None:
+        """One client connection at a time: while a client is connected, other connections are refused (told so,
+        and closed), so none can take over its responses. The server ends when the client that sent `initialize`
+        disconnects or exits; a connection that closes before `initialize` leaves it listening."""
+        self._stop_event = threading.Event()
+
+        async def main() -> None:
+            finished = asyncio.Event()
+            busy = [False]
+
+            async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                peer = writer.get_extra_info("peername")
+                if busy[0] or finished.is_set():
+                    log.warning("refused a connection from %s: codefill serves one client at a time", peer)
+                    _refuse(writer)
+                    return
+                busy[0] = True
+                log.info("client connected from %s", peer)
+                self.protocol.set_writer(writer)
+                try:
+                    await self._serve(framing.StreamFrames(reader))
+                finally:
+                    try:
+                        writer.close()
+                    except Exception:
+                        pass
+                    busy[0] = False
+                    if self.session_started or self.exit_code is not None:
+                        finished.set()
+                    else:
+                        log.info("connection from %s closed before initialize; still listening", peer)
+                        self.documents = DocumentStore()
+
+            server = await asyncio.start_server(connection, host, port)
+            self._server = server
+            log.info("listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
+            async with server:
+                await finished.wait()
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.shutdown()
+
+    async def _serve(self, frames) -> None:
+        await framing.serve(frames, self.protocol, lambda: self.exit_code is not None or self._stop_event.is_set(),
+                            lambda exc: self._report_server_error(exc, JsonRpcException))
 
     # ------------------------------------------------------------ helpers
     @property
@@ -210,6 +299,20 @@ class CodefillLanguageServer(LanguageServer):
 
 
 _UNSET = object()
+
+
+def _refuse(writer) -> None:
+    """Tell a second client why it gets nothing, and close its connection."""
+    import json
+
+    body = json.dumps({"jsonrpc": "2.0", "method": types.WINDOW_SHOW_MESSAGE, "params": {
+        "type": int(types.MessageType.Error),
+        "message": "codefill: another client is connected to this server; it serves one at a time"}}).encode()
+    try:
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        writer.close()
+    except Exception:
+        pass
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
