@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from .edits import cursor_for, edit_for, engine_request, language_of, lsp_range
+from .edits import cursor_for, edit_for, engine_document_ids, engine_request, language_of, lsp_range
 
 if TYPE_CHECKING:
     from .server import CodefillLanguageServer
@@ -30,13 +30,13 @@ def register(server: "CodefillLanguageServer") -> None:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(resolve_provider=False))
     async def completion(ls: "CodefillLanguageServer", params: types.CompletionParams):
         doc = ls.documents.require(params.text_document.uri)
-        if not ls.settings.enabled_for(language_of(doc)):
+        if doc.stale or not ls.settings.enabled_for(language_of(doc)):  # stale: its text is not the editor's
             return types.CompletionList(is_incomplete=True, items=[])
         enc = ls.encoding
         cur = cursor_for(doc, params.position, enc)
         # Its own supersession key and engine document id: a client that asks for both inline and popup completions
         # must not have them cancel each other.
-        req = replace(engine_request(cur, ls.settings, ls.snippets_for(doc)), document_id=doc.uri + "#completion")
+        req = replace(engine_request(cur, ls.settings, ls.snippets_for(doc)), document_id=engine_document_ids(doc.uri)[1])
 
         def job(cancel):
             engine = ls.engine_or_none()

@@ -1,15 +1,25 @@
 """Open documents and position encodings: `textDocument/didOpen`, `textDocument/didChange` (incremental and full),
 `textDocument/didClose`.
 
-The server keeps its own copy of every open document (pygls keeps one too, but splits lines with `str.splitlines`,
-which also breaks at form feeds and U+2028; LSP lines end at `\\n`, `\\r\\n` or `\\r` only). Positions arrive in the
-encoding negotiated at `initialize` (`general.positionEncodings`: utf-8, utf-16 — the default — or utf-32) and are
-turned into offsets into the Python string, then into the engine's positions (0-based line, code points).
+The server keeps the only copy of every open document: pygls's, which split lines with `str.splitlines` (also at form
+feeds and U+2028; LSP lines end at `\\n`, `\\r\\n` or `\\r` only) and clamped positions in the params it then passed
+on, is not kept (server.CodefillProtocol). Positions arrive in the encoding negotiated at `initialize`
+(`general.positionEncodings`: utf-8, utf-16 — the default — or utf-32) and are turned into offsets into the Python
+string, then into the engine's positions (0-based line, code points).
+
+Edits are applied as other servers do: a position past the end of its line is the end of the line, one past the last
+line is the end of the document (Neovim sends those). An edit that cannot be applied (its start after its end, or a
+didChange that cannot be read) makes the document *stale*: it gets empty answers, and is no prompt snippet, until the
+editor sends it whole again (didOpen, or a didChange without a range). Line starts are computed once per version.
+Lone surrogates (JSON lets a client send "\\ud800") are replaced by U+FFFD in the text handed to the engine, which
+must encode it as UTF-8; offsets do not change.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,8 +32,25 @@ from codefill.engine import Position as EnginePosition
 from codefill.engine import Snippet
 from codefill.engine.context import offset_of
 
+log = logging.getLogger(__name__)
+
 _EOL = re.compile(r"\r\n|\r|\n")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _edits = itertools.count(1)
+
+
+class EditError(ValueError):
+    """An edit that cannot be applied to the text the server has."""
+
+
+def engine_text(text: str) -> str:
+    """`text` as the engine can take it: lone surrogates (not encodable as UTF-8) replaced by U+FFFD, one code point
+    for one, so every offset stays valid."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def units(text: str, encoding: str) -> int:
@@ -57,19 +84,30 @@ class Document:
     language_id: str | None = None
     edited: int = field(default_factory=lambda: next(_edits))  # larger: edited more recently
     _starts: list[int] | None = field(default=None, repr=False)
+    stale: bool = False  # an edit was lost: the text is not the editor's until it is sent whole again
+    _clean: str | None = field(default=None, repr=False)
 
     @property
     def path(self) -> str | None:
         return to_fs_path(self.uri) or None
 
     def snapshot(self) -> "Document":
-        """A copy that later edits do not change (a request answers for the text it was asked about)."""
-        return Document(self.uri, self.text, self.version, self.language_id, self.edited, self._starts)
+        """A copy that later edits do not change (a request answers for the text it was asked about). It shares the
+        line starts (computed here once per version, not once per request)."""
+        return Document(self.uri, self.text, self.version, self.language_id, self.edited, self.line_starts(),
+                        self.stale, self._clean)
 
     def set_text(self, text: str) -> None:
         self.text = text
         self._starts = None
+        self._clean = None
         self.edited = next(_edits)
+
+    def engine_text(self) -> str:
+        """The text for the engine (see `engine_text`), once per version."""
+        if self._clean is None:
+            self._clean = engine_text(self.text)
+        return self._clean
 
     def line_starts(self) -> list[int]:
         """Offset of the first character of every line (LSP line endings)."""
@@ -98,20 +136,31 @@ class Document:
     def position_at(self, offset: int, encoding: str) -> types.Position:
         """LSP position of an offset, in `encoding` units."""
         starts = self.line_starts()
-        import bisect
-
         line = bisect.bisect_right(starts, offset) - 1
         return types.Position(line=line, character=units(self.text[starts[line] : offset], encoding))
 
+    def edit_offset(self, pos: types.Position, encoding: str) -> int:
+        """Offset of a position in an edit, clamped as editors expect: past the end of its line is the end of the
+        line, past the last line is the end of the document."""
+        if pos.line < 0 or pos.character < 0:
+            raise EditError(f"position {pos.line}:{pos.character} is negative")
+        if pos.line >= len(self.line_starts()):
+            return len(self.text)
+        return self.offset_at(pos, encoding)
+
     def apply(self, change: types.TextDocumentContentChangeEvent, encoding: str) -> None:
+        """Apply one change on this copy, with LSP line breaks (\\n, \\r\\n, \\r only). EditError when it cannot be
+        applied (the text is then unchanged)."""
         rng = getattr(change, "range", None)
         if rng is None:
             self.set_text(change.text)
+            self.stale = False
             return
-        start = self.offset_at(rng.start, encoding, "change start")
-        end = self.offset_at(rng.end, encoding, "change end")
+        start = self.edit_offset(rng.start, encoding)
+        end = self.edit_offset(rng.end, encoding)
         if end < start:
-            start, end = end, start
+            raise EditError(f"range {rng.start.line}:{rng.start.character}-{rng.end.line}:{rng.end.character} ends "
+                            f"before it starts")
         self.set_text(self.text[:start] + change.text + self.text[end:])
 
 
@@ -152,9 +201,21 @@ class DocumentStore:
             raise JsonRpcInvalidParams(f"unknown document {uri} (not opened with textDocument/didOpen)")
         return doc
 
+    def mark_stale(self, ls, uri: str, why: str) -> None:
+        """The editor's text and ours differ (an edit was lost): no answers for `uri` until it is sent whole again.
+        Told to the client once."""
+        doc = self._docs.get(uri)
+        if doc is None or doc.stale:
+            return
+        doc.stale = True
+        text = f"codefill: {uri} is out of sync ({why}); no completions for it until the editor sends it whole again"
+        log.warning("%s", text)
+        ls.log_to_client(types.MessageType.Warning, text)
+
     def snippets(self, exclude: str, limit: int, max_chars: int, root: str | None = None) -> tuple[Snippet, ...]:
-        """Other open documents as engine snippets, most recently edited first (the engine cuts them to its budget)."""
-        others = sorted((d for d in self._docs.values() if d.uri != exclude and d.text.strip()),
+        """Other open documents as engine snippets, most recently edited first (the engine cuts them to its budget).
+        Stale documents are left out; lone surrogates are replaced (see `engine_text`)."""
+        others = sorted((d for d in self._docs.values() if d.uri != exclude and not d.stale and d.text.strip()),
                         key=lambda d: d.edited, reverse=True)
         out = []
         for d in others[:limit]:
@@ -164,7 +225,7 @@ class DocumentStore:
             text = d.text[:max_chars]
             if len(d.text) > max_chars and "\n" in text:
                 text = text[: text.rfind("\n") + 1]  # whole lines only
-            out.append(Snippet(path=path, text=text))
+            out.append(Snippet(path=engine_text(path), text=engine_text(text)))
         return tuple(out)
 
 
@@ -179,20 +240,15 @@ def register(server) -> None:
         if doc is None:
             ls.log_to_client(types.MessageType.Warning, f"codefill: change to unknown document {params.text_document.uri}")
             return
-        try:
-            for change in params.content_changes:
+        for change in params.content_changes:
+            if doc.stale and getattr(change, "range", None) is not None:
+                continue  # an edit of text we do not have: wait for the whole text
+            try:
                 doc.apply(change, ls.encoding)
-        except JsonRpcInvalidParams as exc:
-            # Out of sync with the client: better no completions than wrong ones until the next didOpen.
-            ls.documents.close(doc.uri)
-            ls.log_to_client(types.MessageType.Error, f"codefill: bad change to {doc.uri} ({exc}); document dropped")
-            return
+            except (EditError, JsonRpcInvalidParams) as exc:
+                ls.documents.mark_stale(ls, doc.uri, f"an edit that cannot be applied: {exc}")
         doc.version = params.text_document.version
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:
-        uri = params.text_document.uri
-        ls.documents.close(uri)
-        engine = ls.model.engine
-        if engine is not None and hasattr(engine, "forget"):
-            engine.forget(uri)  # thread-safe: only drops the engine's per-document memory
+        ls.forget_document(params.text_document.uri)

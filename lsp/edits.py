@@ -11,7 +11,7 @@ from lsprotocol import types
 from codefill.engine import Completion, CompletionRequest
 from codefill.engine.context import language_for
 
-from .documents import Document, engine_offset, engine_position
+from .documents import Document, engine_offset, engine_position, engine_text
 from .settings import Settings
 
 
@@ -26,6 +26,12 @@ class Cursor:
     offset: int  # offset of the cursor in `text`
     replace_start: int  # the edit must start here or before (the start of the selected popup item)
     replace_end: int  # … and end here or after
+
+
+def engine_document_ids(uri: str) -> tuple[str, str]:
+    """The engine's document ids for `uri`: inline completions, and the popup fallback (its own id, so that a client
+    asking for both does not have them overwrite each other's state). didClose forgets both."""
+    return uri, uri + "#completion"
 
 
 def language_of(doc: Document) -> str | None:
@@ -50,8 +56,9 @@ def cursor_for(doc: Document, position: types.Position, encoding: str,
 
 def engine_request(cur: Cursor, settings: Settings, snippets=()) -> CompletionRequest:
     pos = engine_position(cur.text, cur.offset)
+    text = cur.doc.engine_text() if cur.text is cur.original else engine_text(cur.text)
     return CompletionRequest(
-        text=cur.text, line=pos.line, character=pos.character, path=cur.doc.path or cur.doc.uri,
+        text=text, line=pos.line, character=pos.character, path=engine_text(cur.doc.path or cur.doc.uri),
         language=language_for(cur.doc.path) or cur.doc.language_id, document_id=cur.doc.uri, snippets=tuple(snippets), mode=settings.mode,
         max_tokens=settings.max_tokens, time_budget_ms=settings.time_budget_ms,
     )

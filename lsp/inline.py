@@ -48,7 +48,7 @@ def register(server: "CodefillLanguageServer") -> None:
     async def inline_completion(ls: "CodefillLanguageServer", params: types.InlineCompletionParams):
         doc = ls.documents.require(params.text_document.uri)
         settings = ls.settings
-        if not settings.enabled_for(language_of(doc)):
+        if doc.stale or not settings.enabled_for(language_of(doc)):  # stale: its text is not the editor's
             return types.InlineCompletionList(items=[])
         context = params.context
         invoked = context is not None and context.trigger_kind == types.InlineCompletionTriggerKind.Invoked

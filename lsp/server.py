@@ -9,6 +9,11 @@ State lives on `CodefillLanguageServer`. The event loop never blocks: every mode
 (`run_model`), a newer request for a document supersedes the older ones, and `$/cancelRequest` cancels the asyncio
 task, which stops the engine between two tokens. Malformed requests get an error response (pygls alone would only
 log them and leave the client waiting); the server never dies of a request.
+
+Framing is codefill's own (framing.py: a size limit, parse errors answered). Requests after `shutdown` get
+InvalidRequest; `exit` ends the process with 0 after `shutdown`, else 1. Documents are kept only in codefill's store
+(documents.py): pygls's copy split lines where LSP does not and clamped positions in the shared params. `--tcp`
+serves one client connection at a time (see `start_tcp`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from codefill.engine.gate import Gate
 
 from . import completion, documents, framing, inline
 from .documents import DocumentStore
+from .edits import engine_document_ids
 from .model import ModelHolder
 from .settings import Settings, merge
 
@@ -68,6 +74,23 @@ class CodefillProtocol(LanguageServerProtocol):
             yield user_handler, args, None
         self._server.exit_code = 0 if self._shutdown else 1
 
+    # pygls keeps a copy of every document too, splitting lines with str.splitlines (form feeds, U+2028, …) and
+    # clamping positions *in the params it then hands to codefill*: codefill's own store is the only copy.
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
+            yield user_handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield user_handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        if (user_handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
+            yield user_handler, (params,), None
+
     def handle_message(self, message):
         if self._shutdown and getattr(message, "jsonrpc", None) == JsonRPCProtocol.VERSION \
                 and getattr(message, "method", "") not in ("", types.EXIT) and getattr(message, "id", None) is not None:
@@ -89,7 +112,20 @@ class CodefillProtocol(LanguageServerProtocol):
                     else exc
                 self._send_response(data["id"], error=err.to_response_error())
             log.warning("cannot read message %s (id %s): %s", method or "?", data.get("id"), exc)
+            if method == types.TEXT_DOCUMENT_DID_CHANGE:
+                # A lost edit: every later one would apply to the wrong text.
+                uri = _uri_of(data.get("params"))
+                if uri is not None:
+                    self._server.documents.mark_stale(self._server, uri, "an unreadable textDocument/didChange")
             return _Ignored()
+
+
+def _uri_of(params) -> str | None:
+    try:
+        uri = params["textDocument"]["uri"]
+    except (TypeError, KeyError):
+        return None
+    return uri if isinstance(uri, str) else None
 
 
 class ModelWorker:
@@ -278,6 +314,26 @@ class CodefillLanguageServer(LanguageServer):
         except Exception:
             pass
         return self.documents.snippets(doc.uri, n, SNIPPET_CHARS, root)
+
+    def forget_document(self, uri: str) -> None:
+        """didClose: drop the document, cancel its requests, and free every engine state it used (after the
+        worker's queued jobs, so that a request in flight for it cannot leave state behind)."""
+        self.documents.close(uri)
+        for kind in ("inline", "completion"):
+            cancel = self._latest.get((kind, uri))
+            if cancel is not None:
+                cancel.set()
+
+        def forget() -> None:
+            engine = self.model.engine
+            if engine is not None:
+                for doc_id in engine_document_ids(uri):
+                    engine.forget(doc_id)
+
+        try:
+            self.worker.submit(forget)
+        except RuntimeError:  # the worker is shut down: so is the engine
+            pass
 
     async def run_model(self, key: Hashable, job: Callable[[threading.Event], Any]) -> Any:
         """Run `job(cancel)` on the worker. A newer call with the same key sets the older one's `cancel` (it should
