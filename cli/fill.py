@@ -5,8 +5,12 @@
 
 Each candidate is tried in a temporary copy of the project (the git root above FILE, else FILE's directory; .git,
 .venv, node_modules and __pycache__ are not copied): the hole is filled there and the command runs there (`shell=True`,
-in the copy's counterpart of the current directory, its own process group, killed on timeout). The user's files are
-never touched unless `--write`, which replaces FILE atomically. Candidates come from one shared prompt evaluation
+in the copy's counterpart of the current directory, its own session and process group, killed on timeout, at the end
+and on Ctrl-C, background children included). Symbolic links that stay inside the project are links in the copy too;
+those that lead outside it are copied as files (a write in the copy can never reach the user's files), dangling ones
+are left out. The copy is capped (MAX_COPY_FILES files, MAX_COPY_BYTES bytes) and needs the free disk for it. The
+user's files are never touched unless `--write`, which replaces FILE atomically (through a symlink: its target, the
+link stays), keeps a UTF-8 BOM, and refuses when FILE changed since it was read. Candidates come from one shared prompt evaluation
 (-n of them, best-ranked first); when none passes, further rounds put the failing output into the prompt as a comment
 block and resample (S*-style; --rounds, --budget). Exit status 0 when a candidate passes, 1 when none does.
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import typer
 
 from codefill.engine import CompletionRequest, apply_completion, read_source_file
+from codefill.engine.errors import InputFileError
 from codefill.engine.config import MAX_THREADS, MAX_TOKENS, SAMPLE_TEMPERATURE
 from codefill.engine.search import search_with_tests
 from codefill.engine.selection import ALIASES, METHODS, rank
@@ -35,6 +40,28 @@ from .common import load_engine, parse_location
 IGNORED = (".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache",
            ".tox", ".ruff_cache")
 OUTPUT_TAIL = 4000
+MAX_COPY_FILES = 20_000
+MAX_COPY_BYTES = 200 * 1000 * 1000
+DISK_MARGIN = 64 * 1000 * 1000  # free disk to leave after the copy
+BOM = b"\xef\xbb\xbf"
+
+
+class ProjectCopyError(InputFileError):
+    """The project cannot be copied into a sandbox (too large, not enough disk, unreadable)."""
+
+
+class FileChangedError(InputFileError):
+    """FILE changed on disk while the search ran; --write refuses to overwrite it."""
+
+
+def encode_like(original: bytes, text: str) -> bytes:
+    """`text` as UTF-8, with the BOM `original` had (read_source_file drops it)."""
+    data = text.encode("utf-8")
+    return BOM + data if original.startswith(BOM) and not data.startswith(BOM) else data
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def project_root(path: str) -> str:
@@ -58,8 +85,23 @@ class CommandResult:
     elapsed_s: float
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the command's whole process group (its session leader's group: the shell and what it started, in the
+    background too), then reap the shell."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        if proc.poll() is None:
+            proc.kill()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def run_command(command: str, cwd: str, timeout: float, env: dict | None = None) -> CommandResult:
-    """Run `command` with the shell in `cwd`; kill its whole process group if it outlives `timeout` seconds."""
+    """Run `command` with the shell in `cwd`, in its own session; kill its whole process group when it outlives
+    `timeout` seconds, when it ends (background children do not survive it) and on an interruption."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
@@ -67,12 +109,9 @@ def run_command(command: str, cwd: str, timeout: float, env: dict | None = None)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
-            proc.wait()
             rc = None
+        finally:  # also on KeyboardInterrupt/SystemExit: nothing of the command keeps running
+            _kill_group(proc)
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - OUTPUT_TAIL))
         output = out.read().decode("utf-8", errors="replace")
@@ -84,15 +123,119 @@ def run_command(command: str, cwd: str, timeout: float, env: dict | None = None)
 class ProjectSandbox:
     """A temporary copy of the project in which one file can be replaced and a command run."""
 
-    def __init__(self, file_path: str, root: str | None = None):
+    def __init__(self, file_path: str, root: str | None = None, max_files: int | None = None,
+                 max_bytes: int | None = None):
         self.file_path = os.path.abspath(file_path)
         self.root = os.path.abspath(root or project_root(file_path))
         self.rel = os.path.relpath(self.file_path, self.root)
+        self.max_files = MAX_COPY_FILES if max_files is None else max_files
+        self.max_bytes = MAX_COPY_BYTES if max_bytes is None else max_bytes
+        ops, n_bytes = self._plan()
+        base = tempfile.gettempdir()
+        try:
+            free = shutil.disk_usage(base).free
+        except OSError:
+            free = None
+        if free is not None and free < n_bytes + DISK_MARGIN:
+            raise ProjectCopyError(f"not enough free disk in {base} to copy the project for --until: "
+                                   f"{n_bytes / 1e6:,.0f} MB needed, {free / 1e6:,.0f} MB free")
         self._tmp = tempfile.mkdtemp(prefix="codefill-fill-")
         self.copy = os.path.join(self._tmp, os.path.basename(self.root) or "project")
-        shutil.copytree(self.root, self.copy, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
-        with open(os.path.join(self.copy, self.rel), "rb") as fh:
-            self.original = fh.read()
+        try:
+            self._materialise(ops)
+            target = self._target()
+            with open(target, "rb") as fh:
+                self.original = fh.read()
+        except BaseException:
+            self.close()
+            raise
+
+    def _plan(self) -> tuple[list[tuple], int]:
+        """What to create in the copy: ("dir", rel) / ("file", src, rel) / ("link", rel, target_rel), and the bytes.
+
+        Links are not followed blindly: one resolving inside the project becomes a link to the same place in the copy;
+        one leading outside is copied as what it points to (counted against the caps); a dangling one is left out (a
+        write through it could create a file anywhere). Sockets, FIFOs and devices are left out."""
+        root_real = os.path.realpath(self.root)
+        root_abs = os.path.abspath(self.root)
+        ops: list[tuple] = []
+        visited: set[str] = set()
+        count = [0, 0]  # files, bytes
+
+        def charge(size: int) -> None:
+            count[0] += 1
+            count[1] += size
+            if count[0] > self.max_files:
+                raise ProjectCopyError(
+                    f"the project {self.root} is too large to copy for --until: more than {self.max_files:,} files "
+                    "(the limit; the project is the git root above FILE: is there a .git in a parent directory?)")
+            if count[1] > self.max_bytes:
+                raise ProjectCopyError(
+                    f"the project {self.root} is too large to copy for --until: more than "
+                    f"{self.max_bytes / 1e6:,.0f} MB (the limit; the project is the git root above FILE: is there a "
+                    ".git in a parent directory?)")
+
+        def scan(src_dir: str, rel: str) -> None:
+            real = os.path.realpath(src_dir)
+            if real in visited:
+                return  # a link loop, or a folder reached twice
+            visited.add(real)
+            ops.append(("dir", rel))
+            try:
+                entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+            except OSError as exc:
+                raise ProjectCopyError(f"cannot read {src_dir}: {exc.strerror or exc}") from None
+            for e in entries:
+                if e.name in IGNORED:
+                    continue
+                r = os.path.join(rel, e.name)
+                try:
+                    if e.is_symlink():
+                        target = os.path.realpath(e.path)
+                        if not os.path.exists(target):
+                            continue
+                        # where the link's own text points (one hop): inside the project, the copy gets the same
+                        # link to the copy's counterpart, which is itself a file, folder or link made by these rules
+                        hop = os.path.normpath(os.path.join(os.path.dirname(e.path), os.readlink(e.path)))
+                        base = next((b for b in (root_abs, root_real) if _inside(hop, b)), None)
+                        if base is not None and os.path.relpath(hop, base) != ".":
+                            charge(0)
+                            ops.append(("link", r, os.path.relpath(hop, base)))
+                        elif os.path.isdir(target):
+                            scan(target, r)
+                        elif os.path.isfile(target):
+                            charge(os.path.getsize(target))
+                            ops.append(("file", target, r))
+                    elif e.is_dir(follow_symlinks=False):
+                        scan(e.path, r)
+                    elif e.is_file(follow_symlinks=False):
+                        charge(e.stat(follow_symlinks=False).st_size)
+                        ops.append(("file", e.path, r))
+                except OSError as exc:
+                    raise ProjectCopyError(f"cannot read {e.path}: {exc.strerror or exc}") from None
+
+        scan(self.root, "")
+        return ops, count[1]
+
+    def _materialise(self, ops: list[tuple]) -> None:
+        for op in ops:
+            if op[0] == "dir":
+                os.makedirs(os.path.join(self.copy, op[1]), exist_ok=True)
+            elif op[0] == "file":
+                try:
+                    shutil.copy2(op[1], os.path.join(self.copy, op[2]))
+                except OSError as exc:
+                    raise ProjectCopyError(f"cannot copy {op[1]}: {exc.strerror or exc}") from None
+            else:
+                dst = os.path.join(self.copy, op[1])
+                os.symlink(os.path.relpath(os.path.join(self.copy, op[2]), os.path.dirname(dst)), dst)
+
+    def _target(self) -> str:
+        """The file in the copy that stands for FILE (through in-copy links), never anything outside the copy."""
+        target = os.path.realpath(os.path.join(self.copy, self.rel))
+        if not _inside(target, os.path.realpath(self.copy)):
+            raise ProjectCopyError(f"{self.file_path} does not lead to a file inside the project copy")
+        return target
 
     def cwd_for(self, cwd: str) -> str:
         """Where in the copy a command run from `cwd` should run."""
@@ -105,15 +248,22 @@ class ProjectSandbox:
         return self.copy
 
     def write(self, text: str) -> None:
-        with open(os.path.join(self.copy, self.rel), "wb") as fh:
-            fh.write(text.encode("utf-8"))
+        """Put `text` into the copy's FILE (with FILE's BOM, if it had one)."""
+        with open(self._target(), "wb") as fh:
+            fh.write(encode_like(self.original, text))
+
+    def restore(self) -> None:
+        """The copy's FILE back to its original bytes (BOM and all)."""
+        with open(self._target(), "wb") as fh:
+            fh.write(self.original)
 
     def run(self, text: str, command: str, timeout: float, cwd: str | None = None) -> CommandResult:
         self.write(text)
         return run_command(command, self.cwd_for(cwd or os.getcwd()), timeout)
 
     def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -122,20 +272,33 @@ class ProjectSandbox:
         self.close()
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) in one rename, keeping its permissions."""
-    path = os.path.abspath(path)
+def write_atomically(path: str, text: str | bytes, expected: bytes | None = None) -> None:
+    """Replace `path` with `text` (UTF-8 when a str) in one rename, keeping its permissions.
+
+    A symlink is written through: its target is replaced and the link stays. With `expected` (the bytes read when
+    the work began) it refuses, with FileChangedError, if the file no longer holds them."""
+    path = os.path.realpath(os.path.abspath(path))
     d = os.path.dirname(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=".codefill-", dir=d)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         try:
             shutil.copymode(path, tmp)
         except OSError:
             pass
+        if expected is not None:
+            try:
+                with open(path, "rb") as fh:
+                    now = fh.read()
+            except OSError:
+                now = None
+            if now != expected:
+                raise FileChangedError(f"not writing {path}: it changed since codefill read it (edited during the "
+                                       "search?); nothing was written, run the command again")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -174,6 +337,11 @@ def fill(
         raise typer.BadParameter("--samples must be at least 1")
     path, line, col = parse_location(location)
     text = read_source_file(path)
+    try:
+        with open(path, "rb") as fh:
+            original = fh.read()  # what --write checks is still there, and whose BOM it keeps
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     if col < 0:
         lines = text.split("\n")
         col = len(lines[line].rstrip("\r")) if line < len(lines) else 0
@@ -187,9 +355,45 @@ def fill(
         after = apply_completion(text, best.completion)
         sys.stdout.write(unified_diff(path, text, after))
         if write and after != text:
-            write_atomically(path, after)
+            write_atomically(path, encode_like(original, after), expected=original)
             err.write(f"codefill: wrote {path}\n")
         return
+    previous = _terminate_as_exit()
+    try:
+        res = _search(engine, req, path, text, until, samples, rounds, timeout, budget, feedback, select, err)
+    except KeyboardInterrupt:
+        # (typer turns a KeyboardInterrupt into a return value of 130 that cli.main drops: exit explicitly)
+        err.write("codefill: interrupted; the command's processes were killed and the copy removed, "
+                  f"{path} is unchanged\n")
+        sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not res.passed:
+        err.write(f"codefill: no candidate passed ({len(res.attempts)} tried, {res.samples} sampled, "
+                  f"{res.rounds + 1} round(s), {res.stopped})\n")
+        sys.exit(1)  # (typer.Exit is swallowed by standalone_mode=False in cli.main)
+    after = apply_completion(text, res.winner.completion)
+    sys.stdout.write(unified_diff(path, text, after))
+    err.write(f"codefill: passed after {len(res.attempts)} run(s) of the command in {res.elapsed_s:.1f} s\n")
+    if write:
+        write_atomically(path, encode_like(original, after), expected=original)
+        err.write(f"codefill: wrote {path}\n")
+
+
+def _terminate_as_exit():
+    """Make SIGTERM unwind like Ctrl-C (so the command's process group is killed and the copy removed); returns the
+    previous handler, or None when it cannot be set (not the main thread)."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _search(engine, req, path, text, until, samples, rounds, timeout, budget, feedback, select, err):
     with ProjectSandbox(path) as box:
         cwd = os.getcwd()
 
@@ -201,19 +405,11 @@ def fill(
             first = a.candidate.text.strip().split("\n")[0]
             err.write(f"codefill: round {a.round}: {'PASS' if a.passed else 'fail'} ({a.elapsed_s:.1f} s) {first[:70]}\n")
 
-        res = search_with_tests(engine, req, verify, n=samples, rounds=rounds, time_budget_s=budget,
-                                feedback=feedback, method=select, on_attempt=report)
-        box.write(text)
-    if not res.passed:
-        err.write(f"codefill: no candidate passed ({len(res.attempts)} tried, {res.samples} sampled, "
-                  f"{res.rounds + 1} round(s), {res.stopped})\n")
-        sys.exit(1)  # (typer.Exit is swallowed by standalone_mode=False in cli.main)
-    after = apply_completion(text, res.winner.completion)
-    sys.stdout.write(unified_diff(path, text, after))
-    err.write(f"codefill: passed after {len(res.attempts)} run(s) of the command in {res.elapsed_s:.1f} s\n")
-    if write:
-        write_atomically(path, after)
-        err.write(f"codefill: wrote {path}\n")
+        try:
+            return search_with_tests(engine, req, verify, n=samples, rounds=rounds, time_budget_s=budget,
+                                     feedback=feedback, method=select, on_attempt=report)
+        finally:
+            box.restore()
 
 
 def register(app: typer.Typer) -> None:
