@@ -189,6 +189,14 @@ def handle_body(protocol, body: bytes, on_error: Callable[[Exception], None]) ->
                        msg_id if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool) else None)
         log.warning("message without jsonrpc 2.0 ignored: %s", str(data)[:200])
         return
+    is_response = "id" in data and ("result" in data or "error" in data)
+    if not is_response and not isinstance(data.get("method"), str):
+        # Neither a request, a notification nor a response: nothing pygls could route (it answered nothing).
+        msg_id = data.get("id")
+        send_error(protocol, INVALID_REQUEST, 'Invalid Request: no "method" string',
+                   msg_id if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool) else None)
+        log.warning("message without a method ignored: %s", str(data)[:200])
+        return
     try:
         message = protocol.structure_message(data)
         protocol.handle_message(message)

@@ -35,9 +35,11 @@ def test_unreadable_bodies_get_parse_and_invalid_request_errors(raw):
     raw.send_body(b'{"jsonrpc": "2.0", "id": 4, "method": "\xff\xfe"}')  # not UTF-8
     raw.send_body(b'[{"jsonrpc": "2.0", "id": 5, "method": "shutdown"}]')  # a batch: LSP has none
     raw.send_body(b'"just a string"')
-    errs = raw.errors_with_null_id(4)
-    assert [e["error"]["code"] for e in errs] == [-32700, -32700, -32600, -32600]
+    raw.send_body(b'{"jsonrpc": "2.0"}')  # neither request, notification nor response
+    errs = raw.errors_with_null_id(5)
+    assert [e["error"]["code"] for e in errs] == [-32700, -32700, -32600, -32600, -32600]
     assert all(e["jsonrpc"] == "2.0" and e["id"] is None for e in errs)
+    assert raw.request(6, 42)["error"]["code"] == -32600  # a method that is not a string: answered, with its id
     res = raw.request(8, "codefill/noSuchMethod", {})
     assert res["error"]["code"] == -32601 and raw.proc.poll() is None
 
