@@ -161,7 +161,25 @@ class Document:
         if end < start:
             raise EditError(f"range {rng.start.line}:{rng.start.character}-{rng.end.line}:{rng.end.character} ends "
                             f"before it starts")
-        self.set_text(self.text[:start] + change.text + self.text[end:])
+        new = self.text[:start] + change.text + self.text[end:]
+        starts = _edited_starts(self.line_starts(), start, end, len(change.text), new)
+        self.set_text(new)
+        self._starts = starts
+
+
+def _edited_starts(starts: list[int], start: int, end: int, inserted: int, new: str) -> list[int]:
+    """The line starts of `new` (the text whose `starts` they were, with [start, end) replaced by `inserted`
+    characters), rescanning only the edited lines: from the start of the line before the edit (a "\\r" there
+    may now pair with an inserted "\\n") to the first line start past the edit, which, like all after it,
+    only shifts."""
+    lo = max(0, bisect.bisect_right(starts, start) - 2)
+    hi = bisect.bisect_right(starts, end + 1)  # starts[hi:] are past the edit and its neighbour character
+    delta = inserted - (end - start)
+    stop = starts[hi] + delta if hi < len(starts) else len(new)
+    mid = [m.end() for m in _EOL.finditer(new, starts[lo], stop)]
+    if hi < len(starts) and mid and mid[-1] == stop:
+        mid.pop()  # it is starts[hi], shifted, below
+    return starts[: lo + 1] + mid + [s + delta for s in starts[hi:]]
 
 
 def engine_position(text: str, offset: int) -> EnginePosition:
