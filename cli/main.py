@@ -82,7 +82,12 @@ def _root(
 def main() -> None:
     _register_all()
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
+        if status == 130:  # click turns Ctrl-C into this return value when it does not exit itself
+            typer.echo("codefill: interrupted", err=True)
+            sys.exit(130)
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except CodefillError as exc:
         typer.echo(f"codefill: error: {exc}", err=True)
         sys.exit(exit_code(exc))

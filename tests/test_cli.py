@@ -229,3 +229,18 @@ def test_eval_with_one_sample_count_is_pass_at_k(tmp_path):
     summary = json.loads(proc.stdout)
     assert {"pass@1", "pass@2"} <= set(summary.get("summary", summary)), proc.stdout[:400]
     assert run("eval", "humaneval", "--limit", "2", "--samples", "1,2").returncode == 2  # a list needs --coverage
+
+
+def test_ctrl_c_exits_130(tmp_path):
+    """Click returns 130 for Ctrl-C instead of raising when it does not exit itself; the CLI used to drop it and
+    exit 0. A real SIGINT while a long command runs (an evaluation of 300 tasks)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "codefill", "eval", "humaneval", "--limit", "300", "--threads", "1",
+                             "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err
