@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import typer
 
 from codefill.engine import CompletionRequest, apply_completion, read_source_file
-from codefill.engine.errors import InputFileError
 from codefill.engine.config import MAX_THREADS, MAX_TOKENS, SAMPLE_TEMPERATURE
+from codefill.engine.errors import InputFileError
 from codefill.engine.search import search_with_tests
 from codefill.engine.selection import ALIASES, METHODS, rank
+from codefill.process import kill_group
 
 from .common import load_engine, parse_location
 
@@ -85,20 +86,6 @@ class CommandResult:
     elapsed_s: float
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the command's whole process group (its session leader's group: the shell and what it started, in the
-    background too), then reap the shell."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        if proc.poll() is None:
-            proc.kill()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def run_command(command: str, cwd: str, timeout: float, env: dict | None = None) -> CommandResult:
     """Run `command` with the shell in `cwd`, in its own session; kill its whole process group when it outlives
     `timeout` seconds, when it ends (background children do not survive it) and on an interruption."""
@@ -111,7 +98,7 @@ def run_command(command: str, cwd: str, timeout: float, env: dict | None = None)
         except subprocess.TimeoutExpired:
             rc = None
         finally:  # also on KeyboardInterrupt/SystemExit: nothing of the command keeps running
-            _kill_group(proc)
+            kill_group(proc)
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - OUTPUT_TAIL))
         output = out.read().decode("utf-8", errors="replace")

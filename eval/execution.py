@@ -36,6 +36,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from codefill.process import kill_group
+
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout/stderr (and of any file) a program may write
 MEMORY_LIMIT = 2 << 30  # address space
 PROGRAM = "program.py"
@@ -213,7 +215,7 @@ def run_program(code: str, timeout: float = 10.0, tail: int = 2000) -> ExecResul
                 status = "passed" if rc == 0 else ("crashed" if rc < 0 else "failed")
             except subprocess.TimeoutExpired:
                 rc, status = None, "timeout"
-            _kill_group(proc)
+            kill_group(proc, wait_s=5.0)
         size = os.path.getsize(out_path)
         with open(out_path, "rb") as fh:
             fh.seek(max(0, size - tail))
@@ -225,14 +227,3 @@ def run_program(code: str, timeout: float = 10.0, tail: int = 2000) -> ExecResul
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the program's process group (whatever it left running), then reap the program."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError, OSError):
-        if proc.poll() is None:
-            proc.kill()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
