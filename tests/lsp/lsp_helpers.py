@@ -14,11 +14,41 @@ import pytest
 SERVER = [sys.executable, "-m", "codefill", "lsp"]
 
 
+# `codefill lsp` as the CLI starts it, plus one test-only request, `codefillTest/documentText` ({"uri": ...} ->
+# {"text": ..., "stale": ...} or null), so that tests over stdio can read the server's copy of a document.
+PROBE_SCRIPT = r"""
+import sys
+import codefill.lsp as lsp
+
+_create = lsp.create_server
+
+
+def create_server(*args, **kwargs):
+    server = _create(*args, **kwargs)
+
+    @server.feature("codefillTest/documentText")
+    def document_text(ls, params):
+        uri = params["uri"] if isinstance(params, dict) else params.uri
+        doc = ls.documents.get(uri)
+        return None if doc is None else {"text": doc.text, "stale": doc.stale}
+
+    return server
+
+
+lsp.create_server = create_server
+sys.argv = ["codefill", "lsp"]
+from codefill.cli.main import main
+
+main()
+"""
+PROBE_SERVER = [sys.executable, "-c", PROBE_SCRIPT]
+
+
 class RawClient:
     """`codefill lsp` over pipes, spoken to in bytes; answers are parsed into dicts on a reader thread."""
 
-    def __init__(self, env=None):
-        self.proc = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    def __init__(self, env=None, cmd=None):
+        self.proc = subprocess.Popen(cmd or SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env)
         self.messages: queue.Queue = queue.Queue()
         self.skipped: list[dict] = []  # read while waiting for an answer
