@@ -186,7 +186,7 @@ def handle_body(protocol, body: bytes, on_error: Callable[[Exception], None]) ->
         msg_id = data.get("id")
         if "method" in data and "id" in data:  # a request we will not run: say so
             send_error(protocol, INVALID_REQUEST, 'Invalid Request: "jsonrpc" must be "2.0"',
-                       msg_id if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool) else None)
+                       msg_id if _is_id(msg_id) else None)
         log.warning("message without jsonrpc 2.0 ignored: %s", str(data)[:200])
         return
     is_response = "id" in data and ("result" in data or "error" in data)
@@ -194,8 +194,14 @@ def handle_body(protocol, body: bytes, on_error: Callable[[Exception], None]) ->
         # Neither a request, a notification nor a response: nothing pygls could route (it answered nothing).
         msg_id = data.get("id")
         send_error(protocol, INVALID_REQUEST, 'Invalid Request: no "method" string',
-                   msg_id if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool) else None)
+                   msg_id if _is_id(msg_id) else None)
         log.warning("message without a method ignored: %s", str(data)[:200])
+        return
+    if not is_response and "id" in data and not _is_id(data["id"]):
+        # LSP request ids are integers or strings; with any other (null, a float, a list …) pygls ran the request and
+        # answered echoing the id, or with no id member at all.
+        send_error(protocol, INVALID_REQUEST, "Invalid Request: an id must be an integer or a string")
+        log.warning("request with an invalid id ignored: %s", str(data)[:200])
         return
     try:
         message = protocol.structure_message(data)
@@ -203,6 +209,10 @@ def handle_body(protocol, body: bytes, on_error: Callable[[Exception], None]) ->
     except Exception as exc:  # a bug in a handler: logged, and the server reads on
         log.exception("cannot handle message")
         on_error(exc)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def send_error(protocol, code: int, message: str, msg_id=None) -> None:

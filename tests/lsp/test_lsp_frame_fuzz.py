@@ -179,9 +179,6 @@ def test_an_unknown_request_without_params_is_method_not_found(raw, method):
     assert raw.answer(5)["error"]["code"] == NOT_FOUND
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a request whose id is not a string or integer (a list, an object, a "
-                   "float, a boolean) is run, and answered (here -32601) echoing that id; JSON-RPC: -32600 Invalid "
-                   "Request with id null")
 @pytest.mark.parametrize("bad_id", [[1], {"a": 1}, 1.5, True])
 def test_a_request_with_an_id_of_the_wrong_type_is_an_invalid_request(raw, bad_id):
     raw.initialize()
@@ -190,8 +187,6 @@ def test_a_request_with_an_id_of_the_wrong_type_is_an_invalid_request(raw, bad_i
     assert err["error"]["code"] == INVALID
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a request with id null is answered with an error that has no \"id\" "
-                   "member at all (-32601 here, -32603 without params); every JSON-RPC response must carry an id")
 def test_every_response_has_an_id_member(raw):
     raw.initialize()
     raw.send({"jsonrpc": "2.0", "id": None, "method": "codefill/noSuchMethod", "params": {}})
