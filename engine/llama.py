@@ -12,21 +12,19 @@ import collections
 import ctypes
 import logging
 import os
+import sys
 import threading
 import time
-import sys
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import CodefillError, ModelFormatError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
 from . import hardware
+from .errors import CodefillError, ModelLoadError, ModelNotFoundError, ModelUnreadableError
 from .ggufcheck import check_gguf
 from .sampler import Draw, Sampler
 
 log = logging.getLogger(__name__)
-
-GGUF_MAGIC = b"GGUF"
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -75,19 +73,7 @@ def check_model_file(path: str) -> None:
         raise ModelNotFoundError(f"model not found: {path}")
     if os.path.isdir(path):
         raise ModelUnreadableError(f"model path is a directory, not a GGUF file: {path}")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-    except OSError as exc:
-        raise ModelUnreadableError(f"cannot read model {path}: {exc.strerror or exc}") from None
-    if head[:4] != GGUF_MAGIC:
-        raise ModelFormatError(f"not a GGUF model file: {path}")
-    if len(head) < 24:
-        raise ModelFormatError(f"truncated GGUF file: {path}")
-    version = int.from_bytes(head[4:8], "little")
-    if version not in (2, 3):
-        raise ModelFormatError(f"unsupported GGUF version {version}: {path}")
-    try:  # the metadata (vocabulary, special-token ids), bounded, before llama.cpp asserts on it
+    try:  # magic, version, then the metadata (vocabulary, special-token ids), bounded, before llama.cpp asserts on it
         check_gguf(path)
     except OSError as exc:
         raise ModelUnreadableError(f"cannot read model {path}: {exc.strerror or exc}") from None
