@@ -41,8 +41,9 @@ class Backend(Vocab, Protocol):
         then ready. Returns (tokens reused, tokens evaluated)."""
         ...
 
-    def fork(self, n: int) -> None:
-        """Sequences 1 … n-1 continue from sequence 0's prompt too (n ≤ n_seq), sharing it."""
+    def fork(self, n: int, max_tokens: int | None = None) -> None:
+        """Sequences 1 … n-1 continue from sequence 0's prompt too (n ≤ n_seq), sharing it. `max_tokens`: the most
+        tokens any of them will be asked for (a server is told, so it never decodes past it)."""
         ...
 
     def draw(self, seq: int, sampler: Sampler, allowed: np.ndarray | None = None) -> Draw:

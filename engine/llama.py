@@ -473,7 +473,7 @@ class LlamaRuntime:
         self._prompt_logits = self.logits(0)
         return reused, evaluated
 
-    def fork(self, n: int) -> None:
+    def fork(self, n: int, max_tokens: int | None = None) -> None:
         if n > self.n_seq:
             raise ValueError(f"{n} sequences requested, the context has {self.n_seq}")
         if len(self._seq_tokens[0]) != self._prompt_len:

@@ -21,7 +21,8 @@ TOP_K_FAST = 64
 class Draw(NamedTuple):
     token: int
     logprob: float  # log-probability of `token` under the model's untempered, unrestricted distribution
-    entropy: float  # entropy (nats) of that distribution
+    entropy: float  # entropy (nats) of that distribution (nan where a remote server does not give it)
+    piece: bytes | None = None  # the bytes the token added, when the backend knows them better than the vocabulary
 
 
 @dataclass
