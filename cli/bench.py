@@ -57,5 +57,98 @@ def latency(
     typer.echo(f"  peak RSS                {s['peak_rss_mb']:.0f} MB")
 
 
+@bench_app.command("team")
+def team(
+    files: list[str] = typer.Argument(..., help="Real source files the people type (person p types file p mod count)."),
+    server: str = typer.Option(None, "--server", help="The inference server (llama-server: http://host:8080); "
+                               "also CODEFILL_SERVER or `server` in the config file."),
+    server_model: str = typer.Option(None, "--server-model", help="Model name for an OpenAI-compatible server."),
+    api_key: str = typer.Option(None, "--api-key", help="Bearer key for the server (better: CODEFILL_API_KEY; "
+                                "never printed)."),
+    model: str = typer.Option(None, "--model", "-m", help="The served model's GGUF, for exact local tokenization "
+                              "(default: none, the server's /tokenize, one more HTTP call per tokenization)."),
+    editors: str = typer.Option("1,4,8,16", "--editors", help="Numbers of people typing at once, a comma list."),
+    lines: int = typer.Option(4, "--lines", min=1, help="Lines each person types, each from a fresh position."),
+    cps: float = typer.Option(8.0, "--cps", min=0.1, help="Typing speed, characters per second."),
+    seed: int = typer.Option(0, "--seed"),
+    erase: bool = typer.Option(True, "--erase-slots/--no-erase-slots",
+                               help="Erase the server's slots before each column (none starts from the other's KV)."),
+    per_person: bool = typer.Option(False, "--per-person", help="Also print every person's figures."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """N people typing FILEs at a human cadence against one server: codefill clients vs raw llama.vim requests.
+
+    Each person has its own codefill client; every keystroke is a request and supersedes the person's previous one.
+    The same keystrokes then go out as llama.vim's /infill requests (every keystroke, cache_prompt). Printed per N:
+    p50/p95 keystroke-to-answer latency, requests that reached the server vs keystrokes, answers shown, superseded,
+    and the prompt tokens the server evaluated (from its /metrics). For fair columns start llama-server with
+    --metrics (its own token count), --slot-save-path DIR (lets the benchmark erase the slots between columns) and
+    --cache-ram 0 (no host prompt cache for a column to inherit).
+
+    Example: codefill bench team --server http://127.0.0.1:8080 --editors 1,4 --lines 2 /usr/lib/python3.11/textwrap.py
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from codefill.engine.models import read_config
+    from codefill.engine.remote import ServerSettings
+    from codefill.eval.team import display_url, format_people, format_table, plan, run_team
+
+    settings = ServerSettings.resolve(server, server_model, api_key, config=read_config())
+    if settings is None:
+        raise typer.BadParameter("no server: give --server URL (or set CODEFILL_SERVER)", param_hint="--server")
+    try:
+        counts = [int(x) for x in editors.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"not a comma list of numbers: {editors!r}", param_hint="--editors") from None
+    try:
+        texts = [(os.path.abspath(f), read_source_file(f)) for f in files]
+        the_plan = plan(texts, counts, n_lines=lines, cps=cps, seed=seed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    err = lambda msg: typer.echo(msg, err=True)
+    err(f"team benchmark: N = {', '.join(map(str, counts))}; {lines} lines per person at {cps:g} chars/s, "
+        f"files: {', '.join(files)}")
+    for n in counts:
+        err(f"  N={n:<3} {the_plan.keystrokes(n):>6} keystrokes per column, ~{the_plan.typing_s(n):.0f} s of typing")
+    err(f"  in all: {the_plan.total_keystrokes} keystrokes (both columns), at least "
+        f"{the_plan.total_typing_s / 60:.1f} min of typing, plus connecting and draining")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task("starting", total=the_plan.total_keystrokes)
+        runs, info = run_team(settings, the_plan, model=model, seed=seed, erase=erase,
+                              progress=lambda n, total, label: prog.update(task, completed=n, total=total,
+                                                                           description=label))
+    out = {
+        "server": display_url(settings.url), "files": files, "lines": lines, "cps": cps, "seed": seed, "model": model,
+        **info, "runs": [r.summary() for r in runs],
+    }
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"server {display_url(settings.url)}: {lines} lines per person at {cps:g} chars/s, {len(files)} file(s)")
+    typer.echo(f"  codefill column: one codefill client per person ({'local GGUF' if model else 'server'} "
+               f"tokenizer); a superseded request is cancelled")
+    typer.echo(f"  raw column:      {info['raw_route_detail']}")
+    typer.echo("  prompt tokens:   " + ("the server's own count (/metrics prompt_tokens_total) over each column"
+                                         if info["server_metrics"] else
+                                         "≈ client estimates (start llama-server with --metrics for its own count)"))
+    if info["slots_erased"] is False:
+        typer.echo("  note:            the server's slots could not be erased between columns (llama-server needs"
+                   " --slot-save-path DIR for that): a column may start from KV the one before left")
+    typer.echo("")
+    for row in format_table(runs):
+        typer.echo(row)
+    errors = [(r.editors, name, s["errors"], s.get("first_error")) for r in runs
+              for name, s in (("codefill", r.codefill.summary()), ("raw", r.raw.summary())) if s.get("errors")]
+    for n, name, k, first in errors:
+        typer.echo(f"  N={n} {name}: {k} errors, first: {first}")
+    if per_person:
+        typer.echo("")
+        for row in format_people(runs):
+            typer.echo(row)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
