@@ -12,6 +12,7 @@ import typer
 from codefill.engine import Engine, EngineConfig
 from codefill.engine import errors as E
 from codefill.engine.errors import PositionError
+from codefill.engine import remote as R
 from codefill.quantize import errors as Q
 
 # The exit status of each user-facing failure (listed in the README). A class without an entry of its own exits
@@ -29,6 +30,9 @@ EXIT_CODES: dict[type, int] = {
     E.DownloadError: 11,
     E.ConfigError: 12,
     E.DocumentTooLargeError: 13,
+    R.ServerError: 14,
+    R.ServerUnreachableError: 15,
+    R.ServerAuthError: 16,
     Q.QuantizeError: 20,
     Q.UnsupportedArchitectureError: 21,
     Q.MissingFilesError: 22,
@@ -82,6 +86,14 @@ def progress_bar(description: str, enabled: bool | None = None) -> Iterator[Call
         yield lambda f: prog.update(task, completed=f)
 
 
+def server_settings(server: str | None, server_model: str | None = None, api_key: str | None = None,
+                    ) -> "R.ServerSettings | None":
+    """--server / --server-model / --api-key, else CODEFILL_SERVER … , else the config file; None: in-process."""
+    from codefill.engine.models import read_config
+
+    return R.ServerSettings.resolve(server, server_model, api_key, config=read_config())
+
+
 def load_engine(
     model: str | None,
     *,
@@ -89,8 +101,19 @@ def load_engine(
     ctx: int | None = None,
     n_seq: int | None = None,
     quiet: bool = False,
+    server: "R.ServerSettings | None" = None,
     **overrides,
 ) -> Engine:
+    """The in-process model, or with `server` an engine over that inference server (`model`, if given, is the
+    served model's GGUF, read for its vocabulary only)."""
     config = EngineConfig().with_overrides(n_threads=threads, n_ctx=ctx, n_seq=n_seq, **overrides)
     with progress_bar("loading model", enabled=False if quiet else None) as cb:
+        if server is not None:
+            return Engine.connect(server, config, model=model, progress=cb)
         return Engine.load(config, progress=cb, model=model)
+
+
+SERVER_HELP = ("Complete on this inference server instead of in-process: llama-server (http://host:8080) or "
+               "OpenAI-compatible (http://host:8000/v1). Also CODEFILL_SERVER or `server` in the config file.")
+SERVER_MODEL_HELP = "Model name for an OpenAI-compatible server (default: the first it lists)."
+API_KEY_HELP = "Bearer key for the server (better: CODEFILL_API_KEY or `api_key` in the config file; never printed)."

@@ -12,7 +12,7 @@ from codefill.engine.config import MAX_CONTEXT, MAX_THREADS, MAX_TOKENS, MIN_CON
 from codefill.engine.gate import Gate
 from codefill.engine.selection import ALIASES, METHODS, mean_logprob, rank
 
-from .common import load_engine, parse_location
+from .common import API_KEY_HELP, SERVER_HELP, SERVER_MODEL_HELP, load_engine, parse_location, server_settings
 
 
 def complete(
@@ -29,6 +29,9 @@ def complete(
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", "-n", min=1, max=64, help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
     select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | agreement (cluster) | syntax | first."),
+    server: str = typer.Option(None, "--server", help=SERVER_HELP),
+    server_model: str = typer.Option(None, "--server-model", help=SERVER_MODEL_HELP),
+    api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
 ) -> None:
     """Complete FILE at LINE:COL and print the completion.
 
@@ -46,7 +49,7 @@ def complete(
     if select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
     engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None,
-                         prefix_tokens=prefix_tokens)
+                         prefix_tokens=prefix_tokens, server=server_settings(server, server_model, api_key))
     budget = DEFAULT if time_budget_ms is None else (None if time_budget_ms <= 0 else time_budget_ms)
     if samples > 1 and time_budget_ms is None:
         budget = None  # the default budget is one completion's; several candidates decode together

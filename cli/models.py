@@ -9,6 +9,8 @@ import typer
 from codefill.engine.llama import check_model_file
 from codefill.engine.models import list_models, pull as pull_model, resolve_model, write_config_value
 
+from .common import API_KEY_HELP, SERVER_MODEL_HELP, load_engine, server_settings
+
 
 def _size(n: int) -> str:
     return f"{n / 1e6:,.0f} MB" if n else "?"
@@ -16,11 +18,34 @@ def _size(n: int) -> str:
 
 def models(
     set_default: str = typer.Option(None, "--set-default", help="Make this model (path or repo/file.gguf) the default."),
+    server: str = typer.Option(None, "--server", help="Show what this inference server runs instead (model, context, FIM tokens)."),
+    server_model: str = typer.Option(None, "--server-model", help=SERVER_MODEL_HELP),
+    api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
+    model: str = typer.Option(None, "--model", "-m", help="With --server: the served model's GGUF, for local tokenization."),
 ) -> None:
     """List available GGUF models: the embedded default, the configured one, and those in the Hugging Face cache.
+    With --server: what that server runs.
 
     Example: codefill models --set-default Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF/qwen2.5-coder-1.5b-instruct-q8_0.gguf
     """
+    if server:
+        settings = server_settings(server, server_model, api_key)
+        engine = load_engine(model, server=settings, quiet=True)
+        try:
+            info = engine.model_info()
+            fmt = engine.format
+            fim = {k: engine.backend.token_text(v) for k, v in
+                   (("prefix", fmt.pre), ("suffix", fmt.suf), ("middle", fmt.mid)) if v is not None}
+            typer.echo(f"server:    {info['server']} ({info['protocol']})")
+            typer.echo(f"model:     {info['name']}")
+            typer.echo(f"context:   {info['n_ctx']} tokens" + (f", {info['slots']} slots" if info.get("slots") else ""))
+            typer.echo(f"tokenizer: {info['tokenizer']}")
+            typer.echo(f"family:    {info['family']}" + ("" if info["fim"] else " (no FIM tokens: prefix-only prompts)"))
+            if fim:
+                typer.echo("fim:       " + ", ".join(f"{k} {v}" for k, v in fim.items()))
+        finally:
+            engine.close()
+        return
     if set_default:
         path = resolve_model(set_default)
         check_model_file(path)

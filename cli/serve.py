@@ -17,6 +17,8 @@ def lsp(
     model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
     threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
+    server: str = typer.Option(None, "--server", help="Inference server to complete with (wins over the editor's `server` setting; also CODEFILL_SERVER; the key from CODEFILL_API_KEY)."),
+    server_model: str = typer.Option(None, "--server-model", help="Model name for an OpenAI-compatible server."),
 ) -> None:
     """Run the language server: ghost text (LSP inline completions) for Neovim, VS Code and other editors.
 
@@ -36,7 +38,8 @@ def lsp(
         root.setLevel(min(root.level, logging.INFO))
         if root.level > logging.DEBUG:
             logging.getLogger("pygls").setLevel(logging.WARNING)  # at INFO it logs every message body
-    overrides = {k: v for k, v in {"model": model, "threads": threads}.items() if v is not None}
+    overrides = {k: v for k, v in {"model": model, "threads": threads, "server": server,
+                                   "serverModel": server_model}.items() if v is not None}
     server = create_server(overrides)
     try:
         if tcp:

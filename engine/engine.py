@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .backend import Backend
 from .config import GPU_SCALE, SAMPLE_TEMPERATURE, SAMPLE_TOP_P, BudgetConfig, EngineConfig
@@ -34,6 +34,9 @@ from .prompt import Prompt, PromptBuilder
 from .sampler import Sampler
 from .stops import StopRules
 from .types import DEFAULT, Candidate, Completion, CompletionRequest, SampleSet, StopReason, Timings
+
+if TYPE_CHECKING:
+    from .remote import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +120,11 @@ class Engine:
         self.backend = backend
         self.config = config
         self.format = fmt or resolve_format(backend, spm=config.spm)
-        self.builder = PromptBuilder(backend, self.format, config.budget)
+        # Token healing restricts the first tokens by their text: it needs every token's piece (not a server's
+        # tokenizer, whose pieces cannot all be read; see remote.ServerVocab).
+        self.builder = PromptBuilder(backend, self.format, config.budget, heal=getattr(backend, "enumerable", True))
         self.model_path = backend.path
-        self.model_name = os.path.basename(backend.path)
+        self.model_name = getattr(backend, "server_model", None) or os.path.basename(backend.path)
         self._healing = HealingIndex(backend)
         self._lock = threading.Lock()  # the backend: one request evaluates at a time
         self._state_lock = threading.Lock()  # tickets and caches below (never held while decoding)
@@ -155,6 +160,29 @@ class Engine:
             config = replace(config, budget=config.budget.scaled(GPU_SCALE))  # prompts are cheap on a GPU
         return cls(rt, config)
 
+    @classmethod
+    def connect(cls, server: "ServerSettings", config: EngineConfig | None = None, model: str | None = None,
+                progress: Callable[[float], None] | None = None) -> "Engine":
+        """An engine whose backend is an inference server (remote.RemoteBackend). `model` (or the config's): the
+        served model's GGUF, loaded vocabulary-only for exact local tokenization (checked against the server's
+        tokenizer where it has one); none: the server's /tokenize."""
+        from .remote import RemoteBackend, check_vocab
+
+        config = config or EngineConfig()
+        vocab = None
+        path = model or config.model_path
+        if path:
+            vocab = LlamaRuntime(resolve_model(path), vocab_only=True, progress=progress)
+        try:
+            backend = RemoteBackend(server, vocab, n_seq=config.n_seq, n_ctx=config.n_ctx)
+            if vocab is not None:
+                check_vocab(backend)
+        except BaseException:
+            if vocab is not None:
+                vocab.close()
+            raise
+        return cls(backend, config)
+
     def close(self) -> None:
         self.backend.close()
 
@@ -163,11 +191,30 @@ class Engine:
         return self.format.name
 
     @property
+    def remote(self) -> bool:
+        """The backend is an inference server (remote.RemoteBackend)."""
+        return getattr(self.backend, "server_model", None) is not None
+
+    @property
     def accelerated(self) -> bool:
         """The model runs on a GPU (or a server): parallel candidates cost about what one does."""
         return self.backend.accelerated
 
     def model_info(self) -> dict:
+        remote = getattr(self.backend, "info", None)
+        if getattr(self.backend, "server_model", None) is not None and remote is not None:
+            return {
+                "server": self.backend.client.display,  # never the API key
+                "protocol": remote.protocol,
+                "name": self.model_name,
+                "family": self.family,
+                "fim": self.format.is_fim,
+                "tokenizer": "server" if not getattr(self.backend, "enumerable", True) else "local GGUF",
+                "n_ctx": self.backend.n_ctx,
+                "slots": remote.n_slots,
+                "accelerated": True,
+                "config": asdict(self.config),
+            }
         if self._sha256 is None:
             h = hashlib.sha256()
             with open(self.model_path, "rb") as fh:
@@ -376,7 +423,7 @@ class Engine:
                     width = max(1, backend.n_seq)
                     for start in range(0, len(streams), width):
                         wave = streams[start : start + width]
-                        backend.fork(len(wave))
+                        backend.fork(len(wave), limit)
                         for j, s in enumerate(wave):
                             s.seq = j
                         batches += run(backend, wave, limits, self._healing, cancelled)

@@ -402,14 +402,13 @@ class ServerVocab:
         self._guard: list[str] = []  # texts of special tokens found: user text is split so it cannot form them
 
     def _tok_raw(self, text: str, special: bool) -> list[int]:
-        if self._openai:
-            body = {"prompt": text, "add_special_tokens": False}
-            if self._model:
-                body["model"] = self._model
-            r = self._client.post("^/tokenize", body)
-            return [int(t) for t in r.get("tokens", [])]
-        r = self._client.post("/tokenize", {"content": text, "add_special": False, "parse_special": special,
-                                             "with_pieces": True})
+        # One body for both: llama-server reads content/add_special/parse_special/with_pieces, vLLM
+        # prompt/add_special_tokens (and has no parse_special: see `tokenize`).
+        body: dict[str, Any] = {"content": text, "prompt": text, "add_special": False, "add_special_tokens": False,
+                                "parse_special": special, "with_pieces": True}
+        if self._openai and self._model:
+            body["model"] = self._model
+        r = self._client.post("^/tokenize" if self._openai else "/tokenize", body)
         out = []
         for t in r.get("tokens", []):
             if isinstance(t, dict):
@@ -455,12 +454,11 @@ class ServerVocab:
         tokens = [t for t in tokens if t != END]
         if not tokens:
             return ""
-        if self._openai:
-            body: dict[str, Any] = {"tokens": list(tokens)}
-            if self._model:
-                body["model"] = self._model
-            return str(self._client.post("^/detokenize", body).get("prompt", ""))
-        return str(self._client.post("/detokenize", {"tokens": list(tokens)}).get("content", ""))
+        body: dict[str, Any] = {"tokens": list(tokens)}
+        if self._openai and self._model:
+            body["model"] = self._model
+        r = self._client.post("^/detokenize" if self._openai else "/detokenize", body)
+        return str(r.get("content", r.get("prompt", "")))  # llama-server: content; vLLM: prompt
 
     def token_text(self, token: int) -> str:
         return self.token_piece(token, special=True).decode("utf-8", errors="replace")

@@ -66,7 +66,7 @@ def register(server: "CodefillLanguageServer") -> None:
                 return _alternatives(engine, req, settings, n, cancel)
             return _gated(ls, engine, req, settings, cancel)
 
-        completions = await ls.run_model(("inline", doc.uri), job)
+        completions = await ls.run_model(("inline", doc.uri), job, empty=[])
         items = []
         for c in completions:
             edit = edit_for(cur, c)
@@ -85,7 +85,8 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
     threshold = settings.gate_threshold if settings.gate_threshold is not None else (gate.threshold if gate else 0.0)
     k = settings.adaptive_samples
     if k is None:
-        k = GPU_ADAPTIVE_SAMPLES if engine.accelerated else 0
+        # (on a shared inference server every extra candidate is another stream on other people's GPU: opt-in)
+        k = GPU_ADAPTIVE_SAMPLES if engine.accelerated and not engine.remote else 0
     prepared = engine.prepare(req)
     if gate is None or (threshold <= 0 and k == 0):
         c = engine.complete(prepared, cancel=cancel)

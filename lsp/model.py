@@ -11,11 +11,14 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from codefill.engine import CodefillError, Engine, EngineConfig
+from codefill.engine.models import read_config
+from codefill.engine.remote import ServerError, ServerSettings
 
 if TYPE_CHECKING:
     from .server import CodefillLanguageServer
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _tokens = itertools.count(1)
 SEQUENCES = 8
+RECONNECT_S = 5.0  # a server that was down is tried again on a request at most this often
 
 
 class ModelHolder:
@@ -32,6 +36,7 @@ class ModelHolder:
         self.error: str | None = None
         self.key: tuple | None = None
         self.loaded = threading.Event()  # set once a load finished (ok or not)
+        self._retry: tuple[float, "Settings"] | None = None  # (when, settings): a server to connect to again
 
     def ensure(self, ls: "CodefillLanguageServer", settings: "Settings") -> None:
         """Queue a load on the worker if the model settings changed (call from the event loop)."""
@@ -82,17 +87,17 @@ class ModelHolder:
         old, self.engine = self.engine, None
         if old is not None:
             old.close()
+        self._retry = None
         try:
-            # Several sequences: alternatives and adaptive samples decode together from one prompt (they share the
-            # KV cells of the prompt, so this costs no memory).
-            config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size,
-                                                   n_seq=SEQUENCES, prefix_tokens=settings.prefix_tokens,
-                                                   windows=settings.warm_windows)
-            self.engine = Engine.load(config, progress=progress, model=settings.model)
+            self.engine = self._open(settings, progress)
             self.error = None
             log.info("loaded %s", self.engine.model_path)
             ls.call_in_loop(ls.log_to_client, types.MessageType.Info, f"codefill: loaded {self.engine.model_path}")
             done = f"loaded {self.engine.model_name}"
+        except ServerError as exc:  # the server may come back: connect again on a later request
+            self._retry = (time.monotonic() + RECONNECT_S, settings)
+            self._failed(ls, str(exc))
+            done = "server not reachable"
         except CodefillError as exc:
             self._failed(ls, str(exc))
             done = "model not loaded"
@@ -104,6 +109,40 @@ class ModelHolder:
             self.loaded.set()
             if created is not None:
                 ls.call_in_loop(ls.work_done_progress.end, token, types.WorkDoneProgressEnd(message=done))
+
+    @staticmethod
+    def _open(settings: "Settings", progress=None) -> Engine:
+        # Several sequences: alternatives and adaptive samples decode together from one prompt (they share the
+        # KV cells of the prompt, so this costs no memory; on a server they are concurrent streams).
+        config = EngineConfig().with_overrides(n_threads=settings.threads, n_ctx=settings.context_size,
+                                               n_seq=SEQUENCES, prefix_tokens=settings.prefix_tokens,
+                                               windows=settings.warm_windows)
+        server = _server_settings(settings)
+        if server is not None:
+            return Engine.connect(server, config, model=settings.model, progress=progress)
+        return Engine.load(config, progress=progress, model=settings.model)
+
+    def reconnect(self, ls: "CodefillLanguageServer") -> Engine | None:
+        """On the worker, for a request while the server was down at load time: try again (at most every few
+        seconds, quietly: the user was told once)."""
+        if self.engine is not None or self._retry is None or time.monotonic() < self._retry[0]:
+            return self.engine
+        settings = self._retry[1]
+        try:
+            self.engine = self._open(settings)
+        except ServerError as exc:
+            self._retry = (time.monotonic() + RECONNECT_S, settings)
+            log.info("the server is still not reachable: %s", exc)
+            return None
+        except CodefillError as exc:
+            self._retry = None
+            self._failed(ls, str(exc))
+            return None
+        self._retry, self.error = None, None
+        text = f"codefill: connected to {self.engine.model_path}"
+        log.info("%s", text)
+        ls.call_in_loop(ls.show_to_client, types.MessageType.Info, text)
+        return self.engine
 
     def _failed(self, ls: "CodefillLanguageServer", message: str) -> None:
         self.engine = None
@@ -117,3 +156,12 @@ class ModelHolder:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+
+def _server_settings(settings: "Settings") -> ServerSettings | None:
+    """The server from the editor's settings, else CODEFILL_SERVER / the config file (None: in-process)."""
+    try:
+        config = read_config()
+    except CodefillError:
+        config = {}
+    return ServerSettings.resolve(settings.server, settings.server_model, settings.api_key, config=config)

@@ -35,6 +35,7 @@ from pygls.protocol.language_server import lsp_method
 
 from codefill import __version__
 from codefill.engine import CodefillError, Engine
+from codefill.engine.remote import ServerError
 from codefill.engine.gate import Gate
 
 from . import completion, documents, framing, inline
@@ -149,6 +150,7 @@ class CodefillLanguageServer(LanguageServer):
         self.settings = Settings()
         self.overrides = overrides or {}  # from the command line: win over the client's settings
         self.model = ModelHolder()
+        self._server_down = False  # the last request on the inference server failed (the user was told)
         self.worker = ModelWorker()
         self.initialized = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -301,8 +303,25 @@ class CodefillLanguageServer(LanguageServer):
         return not (caps and caps.text_document and caps.text_document.inline_completion is not None)
 
     def engine_or_none(self) -> Engine | None:
-        """On the worker: the loaded engine, or None when it failed to load (the user was told once)."""
+        """On the worker: the loaded engine, or None when it failed to load (the user was told once). A server
+        that was not reachable at load time is tried again."""
+        if self.model.engine is None:
+            return self.model.reconnect(self)
         return self.model.engine
+
+    def _server_failed(self, exc: ServerError) -> None:
+        """On the worker: a request failed on the inference server. Said once, until a request succeeds again."""
+        log.warning("%s", exc)
+        if not self._server_down:
+            self._server_down = True
+            self.call_in_loop(self.show_to_client, types.MessageType.Warning,
+                              f"codefill: {exc} (completions resume when it answers again)")
+
+    def _server_ok(self) -> None:
+        if self._server_down:
+            self._server_down = False
+            log.info("the inference server answers again")
+            self.call_in_loop(self.log_to_client, types.MessageType.Info, "codefill: the inference server answers again")
 
     def snippets_for(self, doc) -> tuple:
         n = self.settings.snippets
@@ -335,15 +354,16 @@ class CodefillLanguageServer(LanguageServer):
         except RuntimeError:  # the worker is shut down: so is the engine
             pass
 
-    async def run_model(self, key: Hashable, job: Callable[[threading.Event], Any]) -> Any:
+    async def run_model(self, key: Hashable, job: Callable[[threading.Event], Any], empty: Any = None) -> Any:
         """Run `job(cancel)` on the worker. A newer call with the same key sets the older one's `cancel` (it should
-        then return quickly with an empty answer); cancelling the awaiting task (`$/cancelRequest`) sets it too."""
+        then return quickly with an empty answer); cancelling the awaiting task (`$/cancelRequest`) sets it too.
+        A failure of the inference server answers `empty` (the user is told once, see `_server_failed`)."""
         old = self._latest.get(key)
         if old is not None:
             old.set()
         cancel = threading.Event()
         self._latest[key] = cancel
-        fut = self.worker.submit(_guarded, job, cancel)
+        fut = self.worker.submit(_guarded, job, cancel, self, empty)
         try:
             return await asyncio.wrap_future(fut)
         except asyncio.CancelledError:
@@ -378,11 +398,19 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _guarded(job: Callable, cancel: threading.Event):
+def _guarded(job: Callable, cancel: threading.Event, ls: "CodefillLanguageServer | None" = None, empty: Any = None):
     try:
-        return job(cancel)
+        result = job(cancel)
+    except ServerError as exc:  # the server is down or refused: an empty answer, and the user is told once
+        if ls is None:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        ls._server_failed(exc)
+        return empty
     except CodefillError as exc:  # a position or document the engine refuses: an error response
         raise JsonRpcInvalidParams(str(exc)) from None
+    if ls is not None and ls.model.engine is not None and ls.model.engine.remote:
+        ls._server_ok()
+    return result
 
 
 def create_server(overrides: dict | None = None) -> CodefillLanguageServer:

@@ -22,8 +22,16 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     adaptiveSamples  extra candidates decoded (sharing the prompt) when the gate is unsure of the first answer, the
                      best one shown instead; 0: never; null (default): 7 when the model runs on a GPU (a batch of
                      sequences costs about one there), 0 on a CPU (measured on 2 cores: +1.6 points of right
-                     suggestions for +1.2 s at a new position; bench/lsp_latency.py)
+                     suggestions for +1.2 s at a new position; bench/lsp_latency.py) and on an inference server
+                     (each candidate is one more stream on a shared server)
     gateFile         a gate fitted for your model (JSON, see bench/scaling_gate.py); default: the shipped one
+    server           an inference server to complete with instead of the in-process model: llama-server
+                     (http://host:8080) or OpenAI-compatible (http://host:8000/v1); null (default): none, nothing
+                     leaves the machine. Also CODEFILL_SERVER or `server` in the config file
+    serverModel      the model name an OpenAI-compatible server routes by (default: the first it lists)
+    apiKey           bearer key for the server (also CODEFILL_API_KEY or `api_key` in the config file); never
+                     logged or shown. With `server` set, `model` names the served model's GGUF for exact local
+                     tokenization (else the server's /tokenize is used)
     completionFallback  offer `textDocument/completion` too: true, false, or null (default) for "only when the client
                      has no inline completion" (decided at `initialize`)
 
@@ -60,10 +68,14 @@ class Settings:
     gate_threshold: float | None = None  # None: the gate file's threshold
     adaptive_samples: int | None = None  # None: 7 with GPU offload, 0 on CPU
     gate_file: str | None = None
+    server: str | None = None
+    server_model: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never shown
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
-        return (self.model, self.threads, self.context_size, self.prefix_tokens, self.warm_windows)
+        return (self.model, self.threads, self.context_size, self.prefix_tokens, self.warm_windows, self.server,
+                self.server_model, self.api_key)
 
     def enabled_for(self, language: str | None) -> bool:
         return self.enable and (language or "") not in self.disabled_languages
@@ -137,6 +149,9 @@ def _opt_int(low: int, high: int | None, expected: str):
 
 
 _model = _opt_str("a path or REPO/FILE.gguf")
+_url = _opt_str("a URL such as http://host:8080 or http://host:8000/v1")
+_name = _opt_str("a model name")
+_key = _opt_str("a string")
 _path = _opt_str("a file path")
 _prefix = _opt_int(32, None, "a number of tokens (at least 32), or null for the default")
 _windows = _opt_int(0, 16, "an integer from 0 to 16, or null for the default")
@@ -177,8 +192,10 @@ _PARSERS = {
     "model": _model, "max_tokens": _max_tokens, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
     "disabled_languages": _langs, "suggestions": _suggestions, "temperature": _temperature, "threads": _threads,
     "context_size": _context, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
-    "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path,
+    "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path, "server": _url,
+    "server_model": _name, "api_key": _key,
 }
+_SECRET = {"api_key"}
 
 
 def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
@@ -198,7 +215,8 @@ def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
         try:
             updates[f.name] = _PARSERS[f.name](value)
         except ValueError as exc:
-            problems.append(f"setting {_camel(f.name)}={value!r} ignored: expected {exc}")
+            shown = "<hidden>" if f.name in _SECRET else repr(value)
+            problems.append(f"setting {_camel(f.name)}={shown} ignored: expected {exc}")
     if "multiline" in raw:  # a boolean alias: true → block, false → line
         if isinstance(raw["multiline"], bool):
             updates["mode"] = "block" if raw["multiline"] else "line"
