@@ -86,7 +86,7 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
     k = settings.adaptive_samples
     if k is None:
         # (on a shared inference server every extra candidate is another stream on other people's GPU: opt-in)
-        k = GPU_ADAPTIVE_SAMPLES if engine.accelerated and not engine.remote else 0
+        k = GPU_ADAPTIVE_SAMPLES if engine.accelerated and not getattr(engine, "remote", False) else 0
     prepared = engine.prepare(req)
     if gate is None or (threshold <= 0 and k == 0):
         c = engine.complete(prepared, cancel=cancel)

@@ -408,7 +408,7 @@ def _guarded(job: Callable, cancel: threading.Event, ls: "CodefillLanguageServer
         return empty
     except CodefillError as exc:  # a position or document the engine refuses: an error response
         raise JsonRpcInvalidParams(str(exc)) from None
-    if ls is not None and ls.model.engine is not None and ls.model.engine.remote:
+    if ls is not None and getattr(ls.model.engine, "remote", False):
         ls._server_ok()
     return result
 
