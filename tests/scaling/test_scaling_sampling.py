@@ -78,7 +78,7 @@ def test_entropy_is_the_full_distributions():
     import numpy as np
 
     logits = np.log(np.array([0.5, 0.25, 0.25], dtype=np.float32))
-    tok, lp, h = Sampler(0.0).draw(logits)
+    tok, lp, h, _piece = Sampler(0.0).draw(logits)
     assert tok == 0 and math.isclose(lp, math.log(0.5), rel_tol=1e-6)
     assert math.isclose(h, -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)), rel_tol=1e-6)
     draws = {Sampler(1.0, 1.0, seed=s).draw(logits)[0] for s in range(40)}
