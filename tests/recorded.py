@@ -7,14 +7,24 @@ The positions cover what the decode loop decides: line and block mode, token hea
 indentation), the no-leading-space rule, a cursor after code and a prompt with snippets from another file.
 Requests carry no time budget, so the answers do not depend on the machine's speed;
 each starts from an empty KV cache, so they do not depend on what ran before.
+
+Greedy answers do depend on the CPU: llama.cpp's kernels for another instruction set (AVX2, AVX-512, repacked
+weights) round differently, and a close choice between two tokens can go the other way (seen: 5 of 28 answers differ
+between an AMD EPYC and a Xeon whose AMX kernels are off). So each answer also keeps its trace: for every token the
+greedy loop drew, its id and its margin (its logit minus the best other allowed token's). tests/test_recorded.py
+accepts a different answer only where the two traces part at a token that was a near-tie on both machines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import random
 import sys
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -66,14 +76,43 @@ def texts() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def tracing():
+    """Record (token, margin) for every draw of the greedy sampler while the block runs."""
+    from codefill.engine import sampler as sampler_mod
+
+    trace: list[tuple[int, float]] = []
+    plain = sampler_mod.Sampler.draw
+
+    def draw(self, logits, allowed=None):
+        d = plain(self, logits, allowed)
+        x = np.asarray(logits, dtype=np.float32)
+        pool = x if allowed is None else x[np.asarray(allowed)]
+        if pool.size < 2:
+            margin = math.inf
+        else:
+            top2 = np.partition(pool, pool.size - 2)[-2:]
+            margin = float(top2[1] - top2[0])  # the chosen token is the best allowed one (greedy)
+        trace.append((d.token, margin))
+        return d
+
+    sampler_mod.Sampler.draw = draw
+    try:
+        yield trace
+    finally:
+        sampler_mod.Sampler.draw = plain
+
+
 def answer(engine, pos: dict, text: str) -> dict:
     # A cold KV cache for every answer: what an earlier request left cached changes how llama.cpp batches the
     # prompt, and its batch-size dependent rounding can move log-probabilities by ~1e-2 and flip a close greedy
     # choice. (`runtime` is the in-process backend's name before the refactor; the recording was made with it.)
     (engine.backend if hasattr(engine, "backend") else engine.runtime).clear()
-    c = engine.complete(request_for(pos, text))
+    with tracing() as trace:
+        c = engine.complete(request_for(pos, text))
     return {"text": c.text, "raw": c.raw, "stop_reason": str(c.stop_reason), "mode": c.mode,
-            "kept_tokens": len(c.token_logprobs), "logprob_mean": c.logprob_mean}
+            "kept_tokens": len(c.token_logprobs), "logprob_mean": c.logprob_mean,
+            "trace": [[t, round(m, 4) if math.isfinite(m) else None] for t, m in trace]}
 
 
 def record(path: str = RECORDED) -> None:
@@ -87,8 +126,17 @@ def record(path: str = RECORDED) -> None:
         print(f"{k + 1}/{len(positions())} {pos['file']}:{pos['line'] + 1}:{pos['character'] + 1} "
               f"{rows[-1]['answer']['stop_reason']} {rows[-1]['answer']['text'][:40]!r}", file=sys.stderr)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"model": os.path.basename(engine.model_path), "answers": rows}, fh, indent=1, ensure_ascii=False)
-        fh.write("\n")
+        import platform
+
+        import llama_cpp
+
+        from codefill.engine.hardware import _cpu_model
+
+        made_on = {"cpu": _cpu_model(), "machine": platform.machine(), "llama_cpp_python": llama_cpp.__version__}
+        head = json.dumps({"model": os.path.basename(engine.model_path), "recorded_on": made_on}, ensure_ascii=False)
+        fh.write(head[:-1] + ', "answers": [\n')  # one answer per line: a re-recording's diff shows which changed
+        fh.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+        fh.write("\n]}\n")
     engine.close()
 
 
