@@ -90,6 +90,18 @@ def default_threads() -> int:
     return max(1, n - 1) if n <= 4 else n // 2
 
 
+def speculation(setting: str | None, exact: bool) -> bool:
+    """Whether greedy decoding drafts and verifies (LlamaRuntime.verify), from CODEFILL_SPECULATIVE: unset or
+    "auto", where that gives exactly the greedy answers (`exact`: LlamaRuntime.verify_exact); "1"/"on", everywhere
+    (answers may then differ from one-token decoding at close choices); "0"/"off", never."""
+    value = (setting or "auto").strip().lower()
+    if value in ("0", "off", "false", "no"):
+        return False
+    if value in ("1", "on", "true", "yes"):
+        return True
+    return exact
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n, limit = 0, min(len(a), len(b))
     while n < limit and a[n] == b[n]:
@@ -166,6 +178,18 @@ class LlamaRuntime:
         self._prompt_len = 0  # tokens of the prompt last evaluated on sequence 0 (see `evaluate`)
         self._prompt_logits: np.ndarray | None = None
         self.n_threads = n_threads or default_threads()
+        # Speculative decoding without a draft model: decode.run drafts from the sequence's own tokens and `verify`
+        # checks a draft in one batch (see `speculation`). `speculative` can be flipped at any time (A/B runs).
+        self.speculative = False
+        # What one more token in a `verify` batch costs, in one-token decodes: measured (a moving average over
+        # verify batches against one-token `feed`s) unless `measure_verify_cost` is turned off (tests, benchmarks).
+        # decode.draft_length drafts less as it grows.
+        self.verify_cost = 0.3
+        self.measure_verify_cost = True
+        self._one_token_s: float | None = None  # moving average of a one-token feed's seconds
+        self.verify_batches = 0  # counters over the runtime's life (see `verify`); per request: decode.Stream's
+        self.drafted_tokens = 0
+        self.accepted_tokens = 0
         if vocab_only:
             return
         cp = L.llama_context_default_params()
@@ -190,8 +214,19 @@ class LlamaRuntime:
             raise ModelLoadError(f"llama.cpp could not create a context for {path}" + (f": {detail}" if detail else ""))
         self.n_ctx = L.llama_n_ctx(self.ctx)
         self.mem = L.llama_get_memory(self.ctx)
+        self.speculative = speculation(os.environ.get("CODEFILL_SPECULATIVE"), self.verify_exact)
         self._batch_cap = max(n_batch, n_seq)
         self._batch = L.llama_batch_init(self._batch_cap, 0, n_all)
+
+    @property
+    def verify_exact(self) -> bool:
+        """Whether a batch of tokens gets bit-for-bit the logits that one token at a time gets, so that speculative
+        decoding (`verify`) gives exactly the greedy answers. It does on the CPU with one thread. With several, a
+        single token's flash attention splits the cached keys among the threads (llama.cpp's split-KV path, once a
+        sequence holds a few hundred tokens) and rounds otherwise: logits move by up to ~1, log-probabilities by
+        1e-2 to 1, and close choices flip (measured with SmolLM2-135M Q4_1 on 2 threads: 7 of 54 greedy answers
+        differed). GPU kernels also depend on the batch size."""
+        return not self.accelerated and self.n_threads == 1
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -486,7 +521,57 @@ class LlamaRuntime:
         return sampler.draw(self._prompt_logits if at_prompt else self.logits(seq), allowed)
 
     def feed(self, tokens: Mapping[int, int]) -> None:
+        if len(tokens) != 1 or not self.measure_verify_cost:
+            self.decode_parallel(dict(tokens))
+            return
+        t0 = time.perf_counter()
         self.decode_parallel(dict(tokens))
+        dt = time.perf_counter() - t0
+        self._one_token_s = dt if self._one_token_s is None else 0.8 * self._one_token_s + 0.2 * dt
+
+    def verify(self, seq: int, tokens: Sequence[int], sampler: Sampler) -> list[Draw]:
+        """Speculative decoding: append `tokens` to sequence `seq` in one batch, with the logits after each of them.
+        tokens[0] is the token just drawn (what `feed` would append), tokens[1:] a draft of what may follow it.
+
+        Returns the greedy draws after tokens[0], tokens[1], … (each `sampler.draw` on that position's logits, so with
+        the log-probability and entropy of a normal draw) up to the first that differs from the draft, or after the
+        last token when the whole draft agrees: every draw but the last re-produces a draft token the sequence keeps;
+        the last is the next token, not yet in the sequence (what `draw` would give now). The draft tokens after the
+        first disagreement leave the KV cache and `seq_tokens`, and the logits after the last kept token are the
+        sequence's current ones. `sampler` must be greedy and the next tokens unrestricted.
+
+        The draft may be cut to fit the context and the batch. Batched evaluation is not bit-identical to one token
+        at a time (llama.cpp's CPU flash attention takes another path for a single query with several threads), so
+        close choices can flip between the two."""
+        n0 = len(self._seq_tokens[seq])
+        room = min(self.n_ctx - n0, self._batch_cap)
+        if room < 1:
+            raise ValueError("context full")
+        tokens = [int(t) for t in tokens[:room]]
+        t0 = time.perf_counter()
+        self._decode_batch([(t, n0 + i, seq, True) for i, t in enumerate(tokens)])
+        one = self._one_token_s
+        if self.measure_verify_cost and one and len(tokens) > 1:
+            extra = (time.perf_counter() - t0 - one) / (len(tokens) - 1) / one
+            self.verify_cost = 0.8 * self.verify_cost + 0.2 * min(max(extra, 0.0), 4.0)
+        self._seq_tokens[seq].extend(tokens)
+        L, draws = self.L, []
+        for i in range(len(tokens)):
+            # A view of llama.cpp's buffer is enough: nothing decodes before the draw is made.
+            x = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
+            d = sampler.draw(x)
+            draws.append(d)
+            if i + 1 == len(tokens) or d.token != tokens[i + 1]:
+                break
+        keep = len(draws)  # tokens[:keep] stay: the drawn token and the agreeing draft
+        if keep < len(tokens):
+            L.llama_memory_seq_rm(self.mem, seq, n0 + keep, -1)
+            del self._seq_tokens[seq][n0 + keep :]
+        self._logits_idx[seq] = keep - 1
+        self.verify_batches += 1
+        self.drafted_tokens += len(tokens) - 1
+        self.accepted_tokens += keep - 1
+        return draws
 
     def rewind(self) -> None:
         """Sequences 1 … are freed; sequence 0 keeps its candidate's tokens after the prompt, since the person may

@@ -183,7 +183,7 @@ def test_a_block_of_the_real_model_out_of_time_keeps_whole_lines(engine):
     budget = max(full.timings.decode_ms / 2, 1.0)
     for _ in range(8):  # the machine's speed varies: look for a budget that ends after a line, before the answer
         cut = ask(budget)
-        if cut.stop_reason != "time":
+        if cut.stop_reason != "time" or len(cut.raw) >= len(full.raw):  # time ran out only after the last line
             budget /= 2
         elif not cut.raw.strip():  # not even the first body line
             budget *= 1.6
