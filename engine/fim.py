@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from .errors import ModelFormatError
+
 
 class Vocab(Protocol):
     """What prompt building needs from a model (implemented by LlamaRuntime, vocab-only loads included)."""
@@ -171,6 +173,13 @@ def resolve_format(vocab: Vocab, family: Family | None = None, spm: bool | None 
     pre = _find(vocab, family.pre, ids.get("pre"))
     suf = _find(vocab, family.suf, ids.get("suf"))
     mid = _find(vocab, family.mid, ids.get("mid")) if family.mid else None
+    # A family named by the caller (not detected) may lack its tokens in this vocabulary: refuse it here, or the prompt
+    # would carry None where the FIM tokens go and fail far from the cause (ctypes, at the first decode).
+    needed = ((family.pre, pre), (family.suf, suf), (family.mid, mid))
+    missing = [texts[0] for texts, tid in needed if texts and tid is None]
+    if missing:
+        raise ModelFormatError(f"the vocabulary has no {family.name} FIM tokens ({', '.join(missing)} missing); "
+                               "without them it gets prefix-only prompts")
     stop_ids = frozenset(t for t in (vocab.special_token(s) for s in family.stops) if t is not None)
     use_spm = family.spm_only or (bool(spm) and family.spm)
     return Format(
