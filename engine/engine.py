@@ -13,6 +13,7 @@ CANCELLED), so a fast typist never waits for a stale completion.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import os
@@ -127,6 +128,9 @@ class Engine:
         self.model_name = getattr(backend, "server_model", None) or os.path.basename(backend.path)
         self._healing = HealingIndex(backend)
         self._lock = threading.Lock()  # the backend: one request evaluates at a time
+        # Background work (warm, precompute) yields to requests: each request sets the events of the background jobs
+        # that are running or waiting, and they stop at their next micro-batch or token.
+        self._background: set[threading.Event] = set()
         self._state_lock = threading.Lock()  # tickets and caches below (never held while decoding)
         self._latest: dict[str, int] = {}  # per document: the ticket of its newest request
         self._counter = 0
@@ -184,7 +188,9 @@ class Engine:
         return cls(backend, config)
 
     def close(self) -> None:
-        self.backend.close()
+        self._foreground()  # background work stops at its next micro-batch, and the backend is closed after it
+        with self._lock:
+            self.backend.close()
 
     @property
     def family(self) -> str:
@@ -396,13 +402,77 @@ class Engine:
         s = self.sample(req, n, temperature=req.temperature, top_p=req.top_p, include_greedy=False, cancel=cancel)
         return [c.completion for c in s.candidates]
 
+    # ---------------------------------------------------------------- background work (idle time)
+    @contextlib.contextmanager
+    def _yielding(self, cancel: threading.Event | None):
+        """For background work: a `stop()` that turns true once a request comes (or `cancel` is set)."""
+        came = threading.Event()
+        with self._state_lock:
+            self._background.add(came)
+        try:
+            yield lambda: came.is_set() or (cancel is not None and cancel.is_set())
+        finally:
+            with self._state_lock:
+                self._background.discard(came)
+
+    def _foreground(self) -> None:
+        """A request is here: background work stops at its next micro-batch or token."""
+        with self._state_lock:
+            for came in self._background:
+                came.set()
+
+    def warm(self, req: CompletionRequest | Prepared, cancel: threading.Event | None = None) -> tuple[int, int]:
+        """Evaluate into the KV cache, ahead of time, the prompt `req` needs (the person has moved there and will
+        type), so that the request itself evaluates only its last tokens. Background work: it stops between two
+        micro-batches as soon as a request comes. Nothing on a backend that cannot (a remote server).
+        Returns (tokens reused, tokens evaluated)."""
+        warm = getattr(self.backend, "warm", None)
+        if warm is None:
+            return 0, 0
+        p = self.prepare(req)
+        with self._yielding(cancel) as stop:
+            if stop():
+                return 0, 0
+            tokens = p.tokens
+            with self._lock:
+                return warm(tokens, stop)
+
+    def precompute(self, req: CompletionRequest, cancel: threading.Event | None = None) -> Completion | None:
+        """Decode `req`'s greedy completion in the background into the completion cache, so that the request, when
+        it comes, is answered from it at once (the next completion after the person accepts a suggestion). Stops at
+        the next token when a request comes; an answer cut short is not kept. None when it was not decoded
+        (not greedy, already cached, or stopped before it began)."""
+        if req.temperature > 0:
+            return None
+        t0 = time.perf_counter()
+        # No document id: it must neither supersede that document's requests nor answer its typing (`_remember`).
+        p = self.prepare(replace(req, document_id=None, time_budget_ms=None, use_cache=True))
+        with self._state_lock:
+            if self._cache.get(p.key) is not None:
+                return None
+        with self._yielding(cancel) as stop:
+            if stop():
+                return None
+            s = self._decode(p, [Sampler(0.0, p.request.top_p, p.request.seed)], p.max_tokens, None, stop, t0,
+                             background=True)
+        c = s.candidates[0].completion
+        if c.stop_reason in (StopReason.CANCELLED, StopReason.TIME):
+            return None
+        with self._state_lock:
+            self._cache.put(p.key, _Answer(c.raw, c.token_logprobs))
+        return c
+
     def _decode(self, p: Prepared, samplers: list[Sampler], limit: int, cancel: threading.Event | None,
-                superseded: Callable[[], bool], t0: float) -> SampleSet:
+                superseded: Callable[[], bool], t0: float, background: bool = False) -> SampleSet:
         """The decode loop for every path: evaluate the prompt once, fork it to the candidates (in waves of at most
-        the backend's sequences), run the streams, finish each into a Candidate."""
+        the backend's sequences), run the streams, finish each into a Candidate. A request (not `background`) first
+        makes background work yield."""
 
         def cancelled() -> bool:
             return (cancel is not None and cancel.is_set()) or superseded()
+
+        if not background:
+            self._foreground()
 
         backend = self.backend
         rules = StopRules(p.context, self.config.decode.max_lines)

@@ -444,6 +444,38 @@ class LlamaRuntime:
                 return
             self.truncate(victim, 0)
 
+    # Micro-batches of background warm-up (`warm`): a request that arrives waits for at most one. Measured with
+    # SmolLM2-135M Q4_1 on 2 threads of a 2-core Xeon, 600 tokens: 334 tokens/s in one batch, 299 in batches of 64
+    # (214 ms each), 166 in 32, 162 in 16 (99 ms each), 149 in 8.
+    WARM_CHUNK = 64
+
+    def warm(self, tokens: Sequence[int], stop: Callable[[], bool] = lambda: False) -> tuple[int, int]:
+        """Evaluate `tokens` (a prompt a request will need soon) into sequence 0, ahead of the request, in
+        micro-batches of WARM_CHUNK, checking `stop()` before each; sequence 0 then holds the part evaluated, and the
+        request evaluates only the rest (`sync` keeps the common prefix). What sequence 0 held goes to a warm window,
+        as with any new prompt. The last token is left to the request, which needs the logits after it (and whose
+        token healing may leave it out). Returns (reused, evaluated)."""
+        tokens = list(tokens)
+        if len(tokens) < 2 or len(tokens) >= self.n_ctx:
+            return 0, 0
+        n = _common_prefix(self._seq_tokens[0], tokens)
+        target = len(tokens) - 1
+        if n >= target:
+            return n, 0
+        if self._slots:
+            n = self._switch_window(tokens, n)
+        self._prompt_len, self._prompt_logits = 0, None  # sequence 0 is no longer the last request's prompt
+        self.L.llama_memory_seq_rm(self.mem, 0, n, -1)
+        del self._seq_tokens[0][n:]
+        self._logits_idx.pop(0, None)
+        pos = n
+        while pos < target and not stop():
+            chunk = tokens[pos : min(target, pos + self.WARM_CHUNK)]
+            self._decode_batch([(t, pos + i, 0, i == len(chunk) - 1) for i, t in enumerate(chunk)])
+            self._seq_tokens[0].extend(chunk)
+            pos += len(chunk)
+        return n, pos - n
+
     def clear(self) -> None:
         """Forget every sequence, warm windows included (the next prompt is evaluated in full)."""
         for seq in range(len(self._seq_tokens)):

@@ -248,9 +248,12 @@ class DocumentStore:
 
 
 def register(server) -> None:
+    from . import warmup  # (it builds on this module)
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:
         ls.documents.open(params.text_document)
+        warmup.after_open(ls, params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls, params: types.DidChangeTextDocumentParams) -> None:
@@ -266,6 +269,7 @@ def register(server) -> None:
             except (EditError, JsonRpcInvalidParams) as exc:
                 ls.documents.mark_stale(ls, doc.uri, f"an edit that cannot be applied: {exc}")
         doc.version = params.text_document.version
+        warmup.after_change(ls, params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:

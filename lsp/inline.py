@@ -30,6 +30,7 @@ from codefill.engine.config import SAMPLE_TOP_P
 from codefill.engine.selection import normalize, rank
 from codefill.engine.types import DEFAULT, StopReason
 
+from . import warmup
 from .edits import cursor_for, edit_for, engine_request, language_of, lsp_range
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ GPU_ADAPTIVE_SAMPLES = 7
 
 
 def register(server: "CodefillLanguageServer") -> None:
+    warmup.register(server)  # the idle-time work that makes the next inline answer faster
+
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: "CodefillLanguageServer", params: types.InlineCompletionParams):
         doc = ls.documents.require(params.text_document.uri)
@@ -67,13 +70,16 @@ def register(server: "CodefillLanguageServer") -> None:
             return _gated(ls, engine, req, settings, cancel)
 
         completions = await ls.run_model(("inline", doc.uri), job, empty=[])
-        items = []
+        items, edits = [], []
         for c in completions:
             edit = edit_for(cur, c)
             if edit is None or not edit[2]:
                 continue
             start, end, text = edit
+            edits.append(edit)
             items.append(types.InlineCompletionItem(insert_text=text, range=lsp_range(cur.doc, start, end, enc)))
+        if edits and not invoked and doc.version == cur.doc.version:
+            warmup.precompute_after(ls, cur, *edits[0])  # Tab: the next piece is ready when it is asked for
         return types.InlineCompletionList(items=items)
 
 

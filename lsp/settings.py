@@ -32,6 +32,11 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     apiKey           bearer key for the server (also CODEFILL_API_KEY or `api_key` in the config file); never
                      logged or shown. With `server` set, `model` names the served model's GGUF for exact local
                      tokenization (else the server's /tokenize is used)
+    warmup           use idle time (default: true in-process, false on an inference server): when a document opens,
+                     changes or the cursor moves (`codefill/didChangeCursor`, sent by codefill's editor integrations),
+                     evaluate the prompt the next request there needs; after a suggestion is shown, decode the
+                     completion that follows it once accepted (Tab, Tab). Background work stops at once for a request
+    warmupTokensPerMinute  the most tokens background work evaluates or decodes per minute (default 6000)
     completionFallback  offer `textDocument/completion` too: true, false, or null (default) for "only when the client
                      has no inline completion" (decided at `initialize`)
 
@@ -65,6 +70,8 @@ class Settings:
     warm_windows: int | None = None
     snippets: int = 4
     completion_fallback: bool | None = None
+    warmup: bool | None = None  # None: on in-process, off on an inference server
+    warmup_tokens_per_minute: int = 6000
     gate_threshold: float | None = None  # None: the gate file's threshold
     adaptive_samples: int | None = None  # None: 7 with GPU offload, 0 on CPU
     gate_file: str | None = None
@@ -192,6 +199,7 @@ _PARSERS = {
     "model": _model, "max_tokens": _max_tokens, "mode": _mode, "time_budget_ms": _budget, "enable": _bool,
     "disabled_languages": _langs, "suggestions": _suggestions, "temperature": _temperature, "threads": _threads,
     "context_size": _context, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
+    "warmup": _opt_bool, "warmup_tokens_per_minute": _count,
     "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path, "server": _url,
     "server_model": _name, "api_key": _key,
 }

@@ -72,6 +72,12 @@ local function body()
   out.cursor = vim.api.nvim_win_get_cursor(0)
   out.mode = vim.api.nvim_get_mode().mode
 
+  step('-- 0. the cursor notification (lsp/codefill.lua on_attach) warms the place')
+  out.cursor_warmed = wait_until(30000, function()
+    local r = client:request_sync('codefill/backgroundStats', vim.NIL, 1000, bufnr)
+    return r ~= nil and r.result ~= nil and (r.result.cursor_runs or 0) >= 1
+  end)
+
   step('-- 1. a plain')
   -- 1. a plain request through Neovim's LSP client
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)

@@ -82,6 +82,10 @@ def test_neovim_attaches_and_sees_the_inline_completion_provider(result):
     assert result["mode"] == "i" and result["cursor"] == [5, len(CURSOR_LINE.encode())]  # (row, byte column)
 
 
+def test_the_shared_config_tells_the_server_where_the_cursor_is(result):
+    assert result["cursor_warmed"]  # codefill/didChangeCursor came, and the server warmed that place
+
+
 def test_plain_request_returns_an_item_at_the_cursor(result):
     items = result["sync"]["items"]
     assert len(items) == 1 and items[0]["insertText"].strip()

@@ -7,6 +7,13 @@ return {
   cmd = { 'codefill', 'lsp' },
   -- no `filetypes`: attach to every buffer (disable languages with init_options.disabledLanguages)
   root_markers = { '.git' },
+  -- where the cursor is, so the server warms that place's prompt while you read (see lua/codefill/init.lua)
+  on_attach = function(client, bufnr)
+    local ok, codefill = pcall(require, 'codefill')
+    if ok then
+      codefill.track_cursor(client, bufnr)
+    end
+  end,
   init_options = {
     -- model = '~/models/qwen2.5-coder-1.5b-q8_0.gguf',  -- default: the configured model, else the embedded one
     -- maxTokens = 128, mode = 'auto' ('line' | 'block'), timeBudgetMs = 1000, suggestions = 3,

@@ -34,6 +34,7 @@ function serverSettings(): Record<string, unknown> {
     gateThreshold: c.get<number | null>('gateThreshold') ?? null,
     adaptiveSamples: c.get<number | null>('adaptiveSamples') ?? null,
     gateFile: c.get<string | null>('gateFile') || null,
+    warmup: c.get<boolean | null>('warmup') ?? null,
   };
 }
 
@@ -64,6 +65,38 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     }
   });
   await client.start();
+  trackCursor(context);
+}
+
+// Idle-time warm-up: tell the server where the cursor is (debounced), so that it evaluates that place's prompt before
+// the first keystroke there (`codefill/didChangeCursor`; the server ignores it with "warmup": false).
+let cursorTracking: vscode.Disposable | undefined;
+function trackCursor(context: vscode.ExtensionContext): void {
+  if (cursorTracking) {
+    return;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  cursorTracking = vscode.window.onDidChangeTextEditorSelection((e) => {
+    if (timer) {
+      clearTimeout(timer);
+    }
+    timer = setTimeout(() => {
+      timer = undefined;
+      const doc = e.textEditor.document;
+      if (!client || !client.isRunning() || !['file', 'untitled'].includes(doc.uri.scheme)) {
+        return;
+      }
+      const pos = e.selections[0]?.active;
+      if (!pos) {
+        return;
+      }
+      void client.sendNotification('codefill/didChangeCursor', {
+        textDocument: { uri: client.code2ProtocolConverter.asUri(doc.uri) },
+        position: { line: pos.line, character: pos.character },
+      });
+    }, 100);
+  });
+  context.subscriptions.push(cursorTracking);
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {

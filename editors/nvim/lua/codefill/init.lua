@@ -213,6 +213,41 @@ local function schedule_request(bufnr)
   end, M.config.debounce_ms)
 end
 
+--- Idle-time warm-up: tell the server where the cursor is (debounced), so that it evaluates that place's prompt
+--- before the first keystroke there (`codefill/didChangeCursor`; the server ignores it with `warmup = false`).
+--- lsp/codefill.lua calls this from on_attach, for 0.11 and 0.12 alike.
+function M.track_cursor(client, bufnr)
+  local timer
+  local group = api.nvim_create_augroup('codefill.cursor.' .. bufnr, { clear = true })
+  api.nvim_create_autocmd({ 'CursorMoved', 'CursorMovedI', 'InsertEnter' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      if timer then
+        timer:stop()
+        timer:close()
+      end
+      timer = vim.defer_fn(function()
+        timer = nil
+        if client:is_stopped() or not api.nvim_buf_is_valid(bufnr) or api.nvim_get_current_buf() ~= bufnr then
+          return
+        end
+        local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+        client:notify('codefill/didChangeCursor', { textDocument = params.textDocument, position = params.position })
+      end, 100)
+    end,
+  })
+  api.nvim_create_autocmd('LspDetach', {
+    group = group,
+    buffer = bufnr,
+    callback = function(ev)
+      if ev.data and ev.data.client_id == client.id then
+        api.nvim_del_augroup_by_id(group)
+      end
+    end,
+  })
+end
+
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', M.config, opts or {})
   local group = api.nvim_create_augroup('codefill', { clear = true })
