@@ -19,42 +19,74 @@ bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=T
 def latency(
     file: str = typer.Argument(..., help="A real source file to 'type'."),
     model: str = typer.Option(None, "--model", "-m"),
-    lines: int = typer.Option(20, "--lines", help="How many lines to type."),
-    every: int = typer.Option(3, "--every", help="Request a completion every N typed characters."),
+    lines: int = typer.Option(8, "--lines", help="How many lines to type."),
+    think_ms: float = typer.Option(800.0, "--think-ms", min=0, help="The pause at each new place before typing."),
+    cps: float = typer.Option(8.0, "--cps", min=0.5, max=50, help="Typing speed, characters per second."),
+    warmup: bool = typer.Option(True, "--warmup/--no-warmup", help="Idle-time work (warm-up, next completion)."),
+    ab: bool = typer.Option(False, "--ab", help="A/B in one run: idle-time work off and on, with --think-ms and 0."),
+    every: int = typer.Option(None, "--every", help="The older script instead: no pauses, no accepts, a "
+                              "request every N typed characters, one after the other."),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """A person writing FILE: p50/p95 latency at a new position and while typing, tokens/s, peak RSS.
+    """A person writing FILE in real time: arrive at a line, pause, type it at --cps (a request per keystroke,
+    superseding the last), Tab where the suggestion is what comes next. Prints the first answer after arriving, answers
+    while typing and after an accept (p50/p95), decode tokens/s, draft acceptance, background tokens/min, peak RSS.
 
-    Example: codefill bench latency /usr/lib/python3.11/json/decoder.py --lines 20
+    Example: codefill bench latency /usr/lib/python3.11/textwrap.py --lines 8 --ab
     """
     from rich.progress import Progress
 
-    from codefill.eval.benchmark import run_latency  # here, not at the top: keeps `codefill --help` fast
+    # here, not at the top: keeps `codefill --help` fast
+    from codefill.eval.benchmark import run_latency
+    from codefill.eval.person import format_rows, run_person
 
     text = read_source_file(file)
     engine = load_engine(model, threads=threads)
-    with Progress(transient=True) as prog:
-        task = prog.add_task("typing", total=None)
-        rep = run_latency(
-            engine, text, os.path.abspath(file), n_lines=lines, every=every, seed=seed,
-            progress=lambda n, total: prog.update(task, completed=n, total=total),
-        )
-    s = rep.summary()
-    s.update(model=engine.model_name, threads=engine.backend.n_threads, file=file, lines=lines, every=every)
-    if as_json:
-        typer.echo(json.dumps(s))
+    path = os.path.abspath(file)
+    if every is not None:
+        with Progress(transient=True) as prog:
+            task = prog.add_task("typing", total=None)
+            rep = run_latency(
+                engine, text, path, n_lines=lines, every=every, seed=seed,
+                progress=lambda n, total: prog.update(task, completed=n, total=total),
+            )
+        s = rep.summary()
+        s.update(model=engine.model_name, threads=engine.backend.n_threads, file=file, lines=lines, every=every)
+        if as_json:
+            typer.echo(json.dumps(s))
+            return
+        typer.echo(f"model {s['model']}, {s['threads']} threads, {file}: {lines} lines, a request every {every} chars")
+        typer.echo(f"  requests                {s['requests']}")
+        typer.echo(f"  new position   p50/p95  {s['new_position_p50_ms']:.0f} / {s['new_position_p95_ms']:.0f} ms")
+        typer.echo(f"  while typing   p50/p95  {s['typing_p50_ms']:.0f} / {s['typing_p95_ms']:.0f} ms")
+        typer.echo(f"  prompt                  {s['prompt_tokens_per_s']:.0f} tokens/s "
+                   f"({s['prompt_tokens_evaluated']} evaluated, {s['prompt_tokens_reused']} reused)")
+        typer.echo(f"  decode                  {s['decode_tokens_per_s']:.0f} tokens/s")
+        typer.echo(f"  answered from cache     {s['cache_hits']}")
+        typer.echo(f"  peak RSS                {s['peak_rss_mb']:.0f} MB")
         return
-    typer.echo(f"model {s['model']}, {s['threads']} threads, {file}: {lines} lines, a request every {every} chars")
-    typer.echo(f"  requests                {s['requests']}")
-    typer.echo(f"  new position   p50/p95  {s['new_position_p50_ms']:.0f} / {s['new_position_p95_ms']:.0f} ms")
-    typer.echo(f"  while typing   p50/p95  {s['typing_p50_ms']:.0f} / {s['typing_p95_ms']:.0f} ms")
-    typer.echo(f"  prompt                  {s['prompt_tokens_per_s']:.0f} tokens/s "
-               f"({s['prompt_tokens_evaluated']} evaluated, {s['prompt_tokens_reused']} reused)")
-    typer.echo(f"  decode                  {s['decode_tokens_per_s']:.0f} tokens/s")
-    typer.echo(f"  answered from cache     {s['cache_hits']}")
-    typer.echo(f"  peak RSS                {s['peak_rss_mb']:.0f} MB")
+    runs = [(warmup, think_ms)] if not ab else [(False, think_ms), (True, think_ms), (False, 0.0), (True, 0.0)]
+    results = []
+    with Progress(transient=True) as prog:
+        for on, think in runs:
+            task = prog.add_task(f"idle-time work {'on' if on else 'off'}, pause {think:.0f} ms", total=None)
+            engine.reset()  # every run starts with nothing cached
+            rep = run_person(engine, text, path, n_lines=lines, think_ms=think, cps=cps, warmup=on, seed=seed,
+                             progress=lambda n, total, task=task: prog.update(task, completed=n, total=total))
+            s = rep.summary()
+            s.update(warmup=on, think_ms=think)
+            results.append(s)
+    head = dict(model=engine.model_name, threads=engine.backend.n_threads, file=file, lines=lines, cps=cps,
+                speculative=bool(getattr(engine.backend, "speculative", False)))
+    if as_json:
+        typer.echo(json.dumps({**head, "runs": results}))
+        return
+    typer.echo(f"model {head['model']}, {head['threads']} threads (drafts {'on' if head['speculative'] else 'off'}), "
+               f"{file}: {lines} lines at {cps:g} chars/s")
+    for row in format_rows(results):
+        typer.echo("  " + row)
 
 
 @bench_app.command("team")

@@ -523,6 +523,15 @@ class Engine:
         )
         return SampleSet(candidates, p.context, p.request, timings, batches)
 
+    def reset(self) -> None:
+        """Forget everything cached: completions, what each document was last shown, and the KV cache (benchmarks
+        start each run from here)."""
+        with self._lock:
+            with self._state_lock:
+                self._cache = _LRU(self.config.cache_entries)
+                self._last.clear()
+            self.backend.clear()
+
     # ---------------------------------------------------------------- per-document state
     def forget(self, document_id: str) -> None:
         """Drop per-document state (the editor closed the document)."""
