@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,9 +41,11 @@ MIN_LINE_LENGTH = 8
 
 
 class Background:
-    """One thread running the newest job after its delay (lsp/warmup.Warmer without the server around it)."""
+    """One thread debouncing the newest job, which then runs on the model thread `exe` (lsp/warmup.Warmer without
+    the server around it; see there why every model call runs on one thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exe: ThreadPoolExecutor) -> None:
+        self._exe = exe
         self._cv = threading.Condition()
         self._pending: tuple[float, Callable[[threading.Event], int]] | None = None
         self._running: threading.Event | None = None
@@ -58,6 +61,12 @@ class Background:
             if preempt and self._running is not None:
                 self._running.set()
             self._cv.notify()
+
+    def interrupt(self) -> None:
+        """A request is coming: the job on (or queued for) the model thread gives way."""
+        with self._cv:
+            if self._running is not None:
+                self._running.set()
 
     def close(self) -> None:
         with self._cv:
@@ -78,7 +87,7 @@ class Background:
                 self._pending = None
                 cancel = self._running = threading.Event()
             try:
-                n = job(cancel)
+                n = self._exe.submit(job, cancel).result()
                 self.tokens += n
                 self.jobs += 1
             finally:
@@ -130,16 +139,18 @@ def person_lines(text: str, n_lines: int, seed: int = 0) -> list[int]:
 
 
 class _Request:
-    """One keystroke's request, running on its own thread (the engine serialises the model work)."""
+    """One keystroke's request, queued on the model thread as the language server queues it (background work first
+    gives way)."""
 
-    def __init__(self, engine, req: CompletionRequest, kind: str):
+    def __init__(self, engine, req: CompletionRequest, kind: str, exe: ThreadPoolExecutor, bg: "Background | None"):
         self.kind, self.t0, self.req = kind, time.perf_counter(), req
         self.cancel = threading.Event()
         self.done = threading.Event()
         self.completion = None
         self.ms = 0.0
-        self._thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
-        self._thread.start()
+        if bg is not None:
+            bg.interrupt()
+        self._fut = exe.submit(self._run, engine)
 
     def _run(self, engine) -> None:
         c = engine.complete(self.req, cancel=self.cancel)
@@ -148,7 +159,7 @@ class _Request:
         self.done.set()
 
     def wait(self) -> None:
-        self._thread.join()
+        self._fut.result()
 
 
 def run_person(engine, text: str, path: str, *, n_lines: int = 8, think_ms: float = 800.0, cps: float = 8.0,
@@ -156,7 +167,8 @@ def run_person(engine, text: str, path: str, *, n_lines: int = 8, think_ms: floa
     rep = PersonReport()
     lines = text.split("\n")
     chosen = person_lines(text, n_lines, seed)
-    bg = Background() if warmup else None
+    exe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-model")  # the language server's model worker
+    bg = Background(exe) if warmup else None
     rt = engine.backend
     drafted0, accepted0 = getattr(rt, "drafted_tokens", 0), getattr(rt, "accepted_tokens", 0)
     gap = 1.0 / cps
@@ -216,7 +228,7 @@ def run_person(engine, text: str, path: str, *, n_lines: int = 8, think_ms: floa
         next_key = time.perf_counter()
 
         def ask(row: str, what: str) -> _Request:
-            r = _Request(engine, request_at(i, row, len(row)), what)
+            r = _Request(engine, request_at(i, row, len(row)), what, exe, bg)
             requests.append(r)
             return r
 
@@ -263,6 +275,7 @@ def run_person(engine, text: str, path: str, *, n_lines: int = 8, think_ms: floa
     if bg is not None:
         bg.close()
         rep.background_tokens = bg.tokens
+    exe.shutdown(wait=True)
     rep.wall_s = time.perf_counter() - t_start
     rep.drafted = getattr(rt, "drafted_tokens", 0) - drafted0
     rep.draft_accepted = getattr(rt, "accepted_tokens", 0) - accepted0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from . import warmup
 from .edits import cursor_for, edit_for, engine_document_ids, engine_request, language_of, lsp_range
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def register(server: "CodefillLanguageServer") -> None:
             c = engine.complete(req, cancel=cancel)
             return None if c.stop_reason == "cancelled" else c
 
+        warmup.interrupt(ls)  # background work on the model thread gives way to this request
         c = await ls.run_model(("completion", doc.uri), job)
         edit = edit_for(cur, c) if c is not None else None
         if edit is None or not edit[2]:

@@ -69,6 +69,7 @@ def register(server: "CodefillLanguageServer") -> None:
                 return _alternatives(engine, req, settings, n, cancel)
             return _gated(ls, engine, req, settings, cancel)
 
+        warmup.interrupt(ls)  # background work on the model thread gives way to this request
         completions = await ls.run_model(("inline", doc.uri), job, empty=[])
         items, edits = [], []
         for c in completions:

@@ -15,7 +15,7 @@ the machine is idle. Two kinds of work use that time, on one background thread (
 Background work never delays a request by more than one micro-batch (LlamaRuntime.WARM_CHUNK) or one token: every
 request makes it stop. It is bounded by `warmupTokensPerMinute` and turned off with `warmup: false` (the default on
 an inference server, whose GPU is shared). The requests are built on the event loop (from a snapshot of the
-document), the engine calls run on the warmer's thread.
+document), the engine calls run on the model worker thread, like every request.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import logging
 import re
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, Callable
 
 from lsprotocol import types
@@ -50,8 +51,11 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class Warmer:
-    """One daemon thread running the newest background job once its debounce delay has passed. A newer job that
-    `preempt`s stops the running one (the person went elsewhere); requests stop it too (Engine._foreground)."""
+    """One daemon thread that debounces: the newest background job, once its delay has passed, goes to the model
+    worker (`ls.worker`, the one thread every model call runs on: llama.cpp's OpenMP workers belong to the thread
+    that calls it, and calls from a second thread ran each token about 2x slower here, both teams spinning on two
+    cores). A newer job that `preempt`s stops the running one (the person went elsewhere); a request stops it too
+    (`interrupt`, called before the request is queued, so a job queued ahead of it gives way at once)."""
 
     def __init__(self, ls: "CodefillLanguageServer") -> None:
         self.ls = ls
@@ -83,6 +87,12 @@ class Warmer:
                 self._thread = threading.Thread(target=self._loop, name="codefill-warmup", daemon=True)
                 self._thread.start()
             self._cv.notify()
+
+    def interrupt(self) -> None:
+        """A request is coming: the job on (or queued for) the model worker stops at its next micro-batch or token."""
+        with self._cv:
+            if self._running is not None:
+                self._running.set()
 
     def close(self) -> None:
         with self._cv:
@@ -125,7 +135,14 @@ class Warmer:
                 if self.spent() >= self.ls.settings.warmup_tokens_per_minute:
                     self.stats[f"{kind}_over_budget"] += 1
                     continue
-                n = job(cancel)
+                try:
+                    fut = self.ls.worker.submit(job, cancel)
+                except RuntimeError:  # the worker shut down (the server is exiting)
+                    return
+                try:
+                    n = fut.result()
+                except CancelledError:  # (the same, with the job still queued)
+                    return
                 with self._cv:
                     self._spent.append((time.monotonic(), n))
                 self.stats[f"{kind}_runs"] += 1
@@ -136,6 +153,13 @@ class Warmer:
                 with self._cv:
                     self._running = None
                     self._cv.notify_all()
+
+
+def interrupt(ls: "CodefillLanguageServer") -> None:
+    """Before a request goes to the model worker: background work gives way."""
+    w = getattr(ls, "_warmer", None)
+    if w is not None:
+        w.interrupt()
 
 
 def warmer(ls: "CodefillLanguageServer") -> Warmer:
