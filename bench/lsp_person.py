@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -213,6 +214,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # pygls's client logs a traceback when the answer to a request it cancelled arrives anyway (harmless)
+    logging.getLogger("pygls").setLevel(logging.CRITICAL)
     with open(args.file, encoding="utf-8") as fh:
         text = fh.read()
     runs = [(not args.no_warmup, args.think_ms)] if not args.ab else [
