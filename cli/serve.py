@@ -13,7 +13,8 @@ from codefill.engine.config import MAX_THREADS
 
 def lsp(
     tcp: str = typer.Option(None, "--tcp", metavar="HOST:PORT", help="Listen on TCP instead of stdio: one client at a "
-                            "time, no authentication; without a HOST only on 127.0.0.1."),
+                            "time; without a HOST only on 127.0.0.1. Serves only your own OS user's connections, or, "
+                            "with CODEFILL_LSP_TOKEN set, clients that send it as initializationOptions.token."),
     model: str = typer.Option(None, "--model", "-m", help="GGUF file; wins over the editor's `model` setting."),
     threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS, help="CPU threads (default: cores-1 up to 4 cores, else half the logical cores)."),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file."),
@@ -25,6 +26,7 @@ def lsp(
     Example: codefill lsp   (stdio: the editor starts it; or --tcp 127.0.0.1:2087 for clients that connect)
     """
     from codefill.lsp import create_server  # pygls loads only for `codefill lsp`: other commands start faster
+    from codefill.lsp.server import end_process_after
 
     if log_file:
         root = logging.getLogger()
@@ -44,18 +46,19 @@ def lsp(
     try:
         if tcp:
             host, port = _address(tcp)
-            server.start_tcp(host, port)
+            server.start_tcp(host, port, os.environ.get("CODEFILL_LSP_TOKEN") or None)
         else:
             server.start_io(sys.stdin.buffer, _protocol_stdout())
     finally:
         server.worker.shutdown()  # drop queued model work: the client is gone
+    end_process_after(server.exit_code or 0)  # a model call that cannot stop must not keep the process alive
     if server.exit_code:  # `exit` without `shutdown` first: 1, as the LSP specification says
         sys.exit(server.exit_code)  # (typer.Exit would be returned, not raised, under standalone_mode=False)
 
 
 def _address(tcp: str) -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT, :PORT or PORT. Without a host: loopback only (127.0.0.1); another interface only when
-    named (the server has no authentication: see the README's Security section)."""
+    named (see the README's Security section for what the server's authentication does and does not cover)."""
     host, sep, port = tcp.rpartition(":")
     if not sep:
         host, port = "", tcp

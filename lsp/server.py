@@ -10,23 +10,28 @@ State lives on `CodefillLanguageServer`. The event loop never blocks: every mode
 task, which stops the engine between two tokens. Malformed requests get an error response (pygls alone would only
 log them and leave the client waiting); the server never dies of a request.
 
-Framing is codefill's own (framing.py: a size limit, parse errors answered). Requests after `shutdown` get
-InvalidRequest; `exit` ends the process with 0 after `shutdown`, else 1. Documents are kept only in codefill's store
-(documents.py): pygls's copy split lines where LSP does not and clamped positions in the shared params. `--tcp`
-serves one client connection at a time (see `start_tcp`).
+Framing is codefill's own (framing.py: a size limit, parse errors answered). Requests before `initialize` get
+ServerNotInitialized (notifications then are dropped, `exit` excepted), requests after `shutdown` InvalidRequest;
+`exit` ends the process with 0 after `shutdown`, else 1, and so does the client closing its input without `exit`.
+Documents are kept only in codefill's store (documents.py): pygls's copy split lines where LSP does not and clamped
+positions in the shared params. `--tcp` serves one client connection at a time, of the same OS user or with a token
+(see `start_tcp`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Hashable
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.exceptions import (JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest,
+                              JsonRpcServerNotInitialized)
 from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
@@ -102,6 +107,21 @@ class CodefillProtocol(LanguageServerProtocol):
         super().handle_message(message)
 
     def structure_message(self, data: dict[str, Any]):
+        if isinstance(data, dict) and data.get("jsonrpc") == JsonRPCProtocol.VERSION \
+                and isinstance(method := data.get("method"), str):
+            if not self._server.session_started and method != types.EXIT:
+                if method != types.INITIALIZE:
+                    return self._before_initialize(data, method)
+                if (refusal := self._server.refuse_initialize(data.get("params"))) is not None:
+                    if "id" in data:
+                        self._send_response(data["id"], error=JsonRpcInvalidRequest(refusal).to_response_error())
+                    log.warning("initialize refused: %s", refusal)
+                    self._server.connection_refused = True
+                    return _Ignored()
+            if "params" not in data and self.get_message_type(method) is None:
+                # JSON-RPC lets a request or notification leave out params; pygls's generic message type requires
+                # the member, so an unknown method without it was answered -32603 Internal Error, not -32601.
+                data = {**data, "params": None}
         try:
             return super().structure_message(data)
         except JsonRpcException as exc:
@@ -121,12 +141,44 @@ class CodefillProtocol(LanguageServerProtocol):
             return _Ignored()
 
 
+    def _before_initialize(self, data: dict[str, Any], method: str):
+        """The LSP specification: before `initialize`, a request is answered -32002 ServerNotInitialized and a
+        notification is dropped (`exit` excepted); pygls ran both."""
+        if "id" in data:
+            self._send_response(data["id"], error=JsonRpcServerNotInitialized(
+                f"{method} before initialize").to_response_error())
+        log.warning("%s before initialize %s", method, "refused" if "id" in data else "dropped")
+        return _Ignored()
+
+
 def _uri_of(params) -> str | None:
     try:
         uri = params["textDocument"]["uri"]
     except (TypeError, KeyError):
         return None
     return uri if isinstance(uri, str) else None
+
+
+INITIALIZE_WAIT_S = 10.0  # --tcp: a connection has this long to send (an authenticated) `initialize`
+EXIT_GRACE_S = 3.0  # after the client left: how long the model call in progress may take to stop
+
+
+def end_process_after(code: int, grace_s: float = EXIT_GRACE_S) -> None:
+    """Make sure the process ends within `grace_s` with `code`. Python joins the worker thread at exit, and a model
+    call that cannot be cancelled (a load from a slow disk, an inference server that does not answer: 59 s measured)
+    would keep a server whose editor is gone alive; a daemon timer ends the process then."""
+    def end() -> None:
+        log.warning("the model call in progress did not stop within %.0f s; ending the process", grace_s)
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    timer = threading.Timer(grace_s, end)
+    timer.daemon = True
+    timer.start()
 
 
 class ModelWorker:
@@ -159,6 +211,8 @@ class CodefillLanguageServer(LanguageServer):
         self._gate_file: object = _UNSET
         self.exit_code: int | None = None  # set by `exit`: 0 after `shutdown`, else 1
         self.session_started = False  # `initialize` came (over TCP: this connection is the client's)
+        self.token: str | None = None  # --tcp: the secret a client must present as initializationOptions.token
+        self.connection_refused = False  # this connection's `initialize` was refused (TCP: it is closed)
 
     # ------------------------------------------------------------ transports
     def start_io(self, stdin=None, stdout=None) -> None:
@@ -168,6 +222,7 @@ class CodefillLanguageServer(LanguageServer):
         frames = framing.ThreadFrames(stdin or sys.stdin.buffer)
         try:
             asyncio.run(self._serve(frames))
+            self._client_left()
         except BrokenPipeError:
             log.error("the client closed the connection")
         except KeyboardInterrupt:
@@ -175,11 +230,25 @@ class CodefillLanguageServer(LanguageServer):
         finally:
             self.shutdown()
 
-    def start_tcp(self, host: str, port: int) -> None:
+    def _client_left(self) -> None:
+        """The input ended without `exit` (the editor closed stdin or the socket, or died): the process ends all
+        the same, with the code `exit` would have given: 0 after `shutdown`, else 1."""
+        if self.exit_code is None:
+            self.exit_code = 0 if self.protocol._shutdown else 1
+            log.warning("the client closed the connection without exit%s; ending with %d",
+                        "" if self.protocol._shutdown else " or shutdown", self.exit_code)
+
+    def start_tcp(self, host: str, port: int, token: str | None = None) -> None:
         """One client connection at a time: while a client is connected, other connections are refused (told so,
         and closed), so none can take over its responses. The server ends when the client that sent `initialize`
-        disconnects or exits; a connection that closes before `initialize` leaves it listening."""
+        disconnects or exits; a connection that closes before `initialize` leaves it listening.
+
+        Authentication: with a `token`, a connection's `initialize` must carry it as `initializationOptions.token`
+        (else it is answered InvalidRequest and closed). Without one, only connections from this machine by the
+        same OS user are served (the peer's socket owner, read from /proc/net/tcp; where that cannot be read, as off
+        Linux, every connection is refused and told to use a token)."""
         self._stop_event = threading.Event()
+        self.token = token or None
 
         async def main() -> None:
             finished = asyncio.Event()
@@ -189,20 +258,36 @@ class CodefillLanguageServer(LanguageServer):
                 peer = writer.get_extra_info("peername")
                 if busy[0] or finished.is_set():
                     log.warning("refused a connection from %s: codefill serves one client at a time", peer)
-                    _refuse(writer)
+                    _refuse(writer, "another client is connected to this server; it serves one at a time")
+                    return
+                if self.token is None and (why := _foreign_peer(writer)) is not None:
+                    log.warning("refused a connection from %s: %s", peer, why)
+                    _refuse(writer, f"connection refused: {why}")
                     return
                 busy[0] = True
                 log.info("client connected from %s", peer)
+                self.connection_refused = False
                 self.protocol.set_writer(writer)
+
+                def unauthenticated() -> None:  # a connection that never initializes must not hold the one slot
+                    if not self.session_started:
+                        log.warning("no initialize from %s within %.0f s; closing it", peer, INITIALIZE_WAIT_S)
+                        writer.close()
+
+                deadline = asyncio.get_running_loop().call_later(INITIALIZE_WAIT_S, unauthenticated)
                 try:
                     await self._serve(framing.StreamFrames(reader))
                 finally:
+                    deadline.cancel()
                     try:
                         writer.close()
                     except Exception:
                         pass
                     busy[0] = False
-                    if self.session_started or self.exit_code is not None:
+                    if self.connection_refused:
+                        log.info("connection from %s refused at initialize; still listening", peer)
+                    elif self.session_started or self.exit_code is not None:
+                        self._client_left()
                         finished.set()
                     else:
                         log.info("connection from %s closed before initialize; still listening", peer)
@@ -222,8 +307,27 @@ class CodefillLanguageServer(LanguageServer):
             self.shutdown()
 
     async def _serve(self, frames) -> None:
-        await framing.serve(frames, self.protocol, lambda: self.exit_code is not None or self._stop_event.is_set(),
+        await framing.serve(frames, self.protocol, lambda: self.exit_code is not None or self._stop_event.is_set()
+                            or self.connection_refused,
                             lambda exc: self._report_server_error(exc, JsonRpcException))
+
+    def refuse_initialize(self, params: Any) -> str | None:
+        """Why this `initialize` is refused (None: it is not): over TCP with a token, the client must present it."""
+        if self.token is None:
+            return None
+        options = params.get("initializationOptions") if isinstance(params, dict) else None
+        given = options.get("token") if isinstance(options, dict) else None
+        if not isinstance(given, str):
+            return "authentication required: initializationOptions.token (the server's CODEFILL_LSP_TOKEN)"
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), self.token.encode("utf-8", "replace")):
+            return "authentication failed: initializationOptions.token is not the server's CODEFILL_LSP_TOKEN"
+        return None
+
+    def shutdown(self) -> None:
+        """The transport ended: requests in flight stop between two tokens (the worker is not waited for)."""
+        for cancel in list(self._latest.values()):
+            cancel.set()
+        super().shutdown()
 
     # ------------------------------------------------------------ helpers
     @property
@@ -377,18 +481,72 @@ class CodefillLanguageServer(LanguageServer):
 _UNSET = object()
 
 
-def _refuse(writer) -> None:
-    """Tell a second client why it gets nothing, and close its connection."""
+def _refuse(writer, why: str) -> None:
+    """Tell a client why it gets nothing, and close its connection."""
     import json
 
     body = json.dumps({"jsonrpc": "2.0", "method": types.WINDOW_SHOW_MESSAGE, "params": {
-        "type": int(types.MessageType.Error),
-        "message": "codefill: another client is connected to this server; it serves one at a time"}}).encode()
+        "type": int(types.MessageType.Error), "message": f"codefill: {why}"}}).encode()
     try:
         writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         writer.close()
     except Exception:
         pass
+
+
+def _foreign_peer(writer) -> str | None:
+    """Why a TCP peer is not served without a token (None: it is this OS user on this machine)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        peer, local = _endpoint(sock.getpeername()), _endpoint(sock.getsockname())
+    except (OSError, ValueError, AttributeError):
+        return "its address cannot be read"
+    uid = _socket_owner(peer, local)
+    if uid is None:
+        return ("the connecting user cannot be verified (it is not on this machine, or the system does not say); "
+                "set CODEFILL_LSP_TOKEN for the server and initializationOptions.token for the client")
+    if uid != os.getuid():
+        return f"it comes from another user (uid {uid}); a token (CODEFILL_LSP_TOKEN) admits other users"
+    return None
+
+
+def _endpoint(address) -> tuple:
+    import ipaddress
+
+    ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip, int(address[1])
+
+
+def _socket_owner(peer: tuple, local: tuple) -> int | None:
+    """Linux: the uid owning the client's end of a connection (the socket whose local address is `peer` and remote
+    address is `local`), from /proc/net/tcp and tcp6. None where it is not listed (a remote peer, another system)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            try:
+                if len(f) > 7 and _proc_endpoint(f[1]) == peer and _proc_endpoint(f[2]) == local:
+                    return int(f[7])
+            except ValueError:
+                continue
+    return None
+
+
+def _proc_endpoint(field: str) -> tuple:
+    """`0100007F:1F90` (each 32-bit word of the address in host byte order, the port in hex) -> (ip, port)."""
+    import ipaddress
+
+    hex_ip, _, hex_port = field.partition(":")
+    raw = bytes.fromhex(hex_ip)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return _endpoint((ipaddress.ip_address(raw), int(hex_port, 16)))
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -421,7 +579,10 @@ def create_server(overrides: dict | None = None) -> CodefillLanguageServer:
     @server.feature(types.INITIALIZE)
     def initialize(ls: CodefillLanguageServer, params: types.InitializeParams) -> None:
         ls.loop = asyncio.get_running_loop()
-        ls.apply_settings(params.initialization_options)
+        options = params.initialization_options
+        if isinstance(options, dict) and "token" in options:  # --tcp's authentication (checked already), no setting
+            options = {k: v for k, v in options.items() if k != "token"}
+        ls.apply_settings(options)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodefillLanguageServer, params: types.InitializedParams) -> None:
