@@ -88,6 +88,20 @@ class Warmer:
                 self._thread.start()
             self._cv.notify()
 
+    def _model_ready(self, cancel: threading.Event) -> bool:
+        """Wait here, not on the model worker (which loads the model), while the model loads: the first
+        notifications come before it is ready."""
+        model = self.ls.model
+        loaded = getattr(model, "loaded", None)
+        give_up = time.monotonic() + LOAD_WAIT_S
+        while model.engine is None:
+            if loaded is not None and loaded.is_set() and model.engine is None:
+                return False  # it failed to load
+            if cancel.is_set() or self._closed or time.monotonic() > give_up:
+                return False
+            time.sleep(0.05)
+        return True
+
     def interrupt(self) -> None:
         """A request is coming: the job on (or queued for) the model worker stops at its next micro-batch or token."""
         with self._cv:
@@ -132,6 +146,9 @@ class Warmer:
                 self._pending = None
                 cancel = self._running = threading.Event()
             try:
+                if not self._model_ready(cancel):
+                    self.stats[f"{kind}_no_model"] += 1
+                    continue
                 if self.spent() >= self.ls.settings.warmup_tokens_per_minute:
                     self.stats[f"{kind}_over_budget"] += 1
                     continue
@@ -175,13 +192,8 @@ def _usable(ls: "CodefillLanguageServer", doc) -> bool:
 
 
 def _engine(ls: "CodefillLanguageServer", cancel: threading.Event):
-    """The engine once loaded (the first notifications come while it loads), if background work is on for it."""
-    loaded = getattr(ls.model, "loaded", None)
-    give_up = time.monotonic() + LOAD_WAIT_S
-    while loaded is not None and not loaded.wait(0.1):
-        if cancel.is_set() or time.monotonic() > give_up:
-            return None
-    return ls.model.engine if warmer(ls).enabled() else None
+    """The engine, if background work is on for it (on the model worker: never waits there)."""
+    return ls.model.engine if warmer(ls).enabled() and not cancel.is_set() else None
 
 
 def warm_at(ls: "CodefillLanguageServer", uri: str, position: types.Position, kind: str, delay_s: float,
