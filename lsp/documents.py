@@ -247,13 +247,17 @@ class DocumentStore:
         return tuple(out)
 
 
-def register(server) -> None:
-    from . import warmup  # (it builds on this module)
+# What else happens after a didOpen / didChange was applied (lsp/warmup.py adds its warm-ups): f(ls, params).
+AFTER_OPEN: list = []
+AFTER_CHANGE: list = []
 
+
+def register(server) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:
         ls.documents.open(params.text_document)
-        warmup.after_open(ls, params.text_document.uri)
+        for hook in AFTER_OPEN:
+            hook(ls, params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls, params: types.DidChangeTextDocumentParams) -> None:
@@ -269,7 +273,8 @@ def register(server) -> None:
             except (EditError, JsonRpcInvalidParams) as exc:
                 ls.documents.mark_stale(ls, doc.uri, f"an edit that cannot be applied: {exc}")
         doc.version = params.text_document.version
-        warmup.after_change(ls, params)
+        for hook in AFTER_CHANGE:
+            hook(ls, params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls, params: types.DidCloseTextDocumentParams) -> None:

@@ -242,6 +242,12 @@ def _field(obj: Any, name: str) -> Any:
 
 
 def register(server) -> None:
+    from . import documents
+
+    if after_open not in documents.AFTER_OPEN:
+        documents.AFTER_OPEN.append(after_open)
+        documents.AFTER_CHANGE.append(after_change)
+
     @server.feature(DID_CHANGE_CURSOR)
     def did_change_cursor(ls: "CodefillLanguageServer", params: Any) -> None:
         doc_id, pos = _field(params, "textDocument"), _field(params, "position")
@@ -262,9 +268,9 @@ def register(server) -> None:
         return {"enabled": w.enabled(), "spentLastMinute": w.spent(), **{k: v for k, v in w.stats.items()}}
 
 
-def after_open(ls: "CodefillLanguageServer", uri: str) -> None:
+def after_open(ls: "CodefillLanguageServer", params: types.DidOpenTextDocumentParams) -> None:
     """didOpen: the editor shows the top of a newly opened document (a cursor notification corrects it)."""
-    warm_at(ls, uri, types.Position(line=0, character=0), "open", OPEN_DELAY_S, preempt=False)
+    warm_at(ls, params.text_document.uri, types.Position(line=0, character=0), "open", OPEN_DELAY_S, preempt=False)
 
 
 def after_change(ls: "CodefillLanguageServer", params: types.DidChangeTextDocumentParams) -> None:
