@@ -23,8 +23,11 @@ repeated sampling) call the same functions:
   `summarize(records)`;
 - report: `write(report, out_dir)`, `summary_table(summary)`;
 - coverage: coverage@k over repeated samples, the exp(a·k^b) fit and its plot (`coverage_study`, `format_study`);
-- benchmark: the typing-session script (`typing_session`) and `run_latency(engine, text, path)` for
-  `codefill bench latency`;
+- benchmark: the older typing-session script (`typing_session`, `run_latency(engine, text, path)`: `codefill bench
+  latency --every N`);
+- person: a person in real time (`run_person(engine, text, path, think_ms=, cps=, warmup=)`, `format_rows`) for
+  `codefill bench latency` and bench/lsp_person.py;
+- team: N people on one inference server (`plan`, `run_team`, `format_table`) for `codefill bench team`;
 - gatefit: `fit(rows, labels, names)` of the confidence gate's models (codefill.engine.gate scores with them),
   `auroc`, `precision_at_recall`;
 - png: `write_png` and the drawing helpers of the plots made without matplotlib (also used by quantize/report).
