@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from codefill.engine.background import NewestJob
 from codefill.engine.types import CompletionRequest, StopReason
 
 from .benchmark import peak_rss_mb
@@ -40,59 +41,18 @@ FINAL_WAIT_S = 30.0  # after a line's last keystroke: how long its last request 
 MIN_LINE_LENGTH = 8
 
 
-class Background:
-    """One thread debouncing the newest job, which then runs on the model thread `exe` (lsp/warmup.Warmer without
-    the server around it; see there why every model call runs on one thread)."""
+class Background(NewestJob):
+    """The newest background job on the model thread `exe` (lsp/warmup.Warmer without the server around it)."""
 
     def __init__(self, exe: ThreadPoolExecutor) -> None:
-        self._exe = exe
-        self._cv = threading.Condition()
-        self._pending: tuple[float, Callable[[threading.Event], int]] | None = None
-        self._running: threading.Event | None = None
-        self._closed = False
-        self.tokens = 0
-        self.jobs = 0
-        self._thread = threading.Thread(target=self._loop, name="bench-background", daemon=True)
-        self._thread.start()
+        super().__init__(exe.submit, "bench-background")
 
-    def schedule(self, job: Callable[[threading.Event], int], delay_s: float, preempt: bool) -> None:
-        with self._cv:
-            self._pending = (time.monotonic() + delay_s, job)
-            if preempt and self._running is not None:
-                self._running.set()
-            self._cv.notify()
+    def close(self, wait_s: float = 30.0) -> None:
+        super().close(wait_s)  # the figures are read after it
 
-    def interrupt(self) -> None:
-        """A request is coming: the job on (or queued for) the model thread gives way."""
-        with self._cv:
-            if self._running is not None:
-                self._running.set()
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed, self._pending = True, None
-            if self._running is not None:
-                self._running.set()
-            self._cv.notify()
-        self._thread.join(30)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (self._pending is None or self._pending[0] > time.monotonic()):
-                    self._cv.wait(None if self._pending is None else max(0.0, self._pending[0] - time.monotonic()))
-                if self._closed:
-                    return
-                job = self._pending[1]
-                self._pending = None
-                cancel = self._running = threading.Event()
-            try:
-                n = self._exe.submit(job, cancel).result()
-                self.tokens += n
-                self.jobs += 1
-            finally:
-                with self._cv:
-                    self._running = None
+    @property
+    def tokens(self) -> int:
+        return sum(v for k, v in self.stats.items() if k.endswith("_tokens"))
 
 
 @dataclass

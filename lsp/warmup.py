@@ -1,7 +1,7 @@
 """Idle time: background work that makes the next answer faster.
 
 A person does not type the instant the cursor lands somewhere: they read for a moment, and between bursts of typing
-the machine is idle. Two kinds of work use that time, on one background thread (`Warmer`), newest first:
+the machine is idle. Two kinds of work use that time, newest first (`Warmer`, over engine/background.py):
 
 - **Warm-up** (`Engine.warm`): when a document opens, when it changes, and when the cursor moves
   (`codefill/didChangeCursor`, a notification codefill's Neovim and VS Code integrations send, debounced), the prompt
@@ -25,10 +25,11 @@ import logging
 import re
 import threading
 import time
-from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, Callable
 
 from lsprotocol import types
+
+from codefill.engine.background import NewestJob
 
 from .documents import units
 from .edits import Cursor, cursor_for, engine_request, language_of
@@ -50,22 +51,16 @@ LOAD_WAIT_S = 120.0  # a job that comes while the model loads waits for it this 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
-class Warmer:
-    """One daemon thread that debounces: the newest background job, once its delay has passed, goes to the model
-    worker (`ls.worker`, the one thread every model call runs on: llama.cpp's OpenMP workers belong to the thread
-    that calls it, and calls from a second thread ran each token about 2x slower here, both teams spinning on two
-    cores). A newer job that `preempt`s stops the running one (the person went elsewhere); a request stops it too
-    (`interrupt`, called before the request is queued, so a job queued ahead of it gives way at once)."""
+class Warmer(NewestJob):
+    """The language server's background work (engine/background.py): jobs go to the model worker (`ls.worker`,
+    the one thread every model call runs on), each only once the model is loaded and while the last minute's
+    tokens are within `warmupTokensPerMinute`."""
 
     def __init__(self, ls: "CodefillLanguageServer") -> None:
+        super().__init__(lambda job, cancel: ls.worker.submit(job, cancel), "codefill-warmup")
         self.ls = ls
-        self._cv = threading.Condition()
-        self._pending: tuple[float, str, Callable[[threading.Event], int]] | None = None
-        self._running: threading.Event | None = None
         self._spent: collections.deque[tuple[float, int]] = collections.deque()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.stats: collections.Counter = collections.Counter()  # jobs run/skipped, tokens, per kind
+        self._spent_lock = threading.Lock()
 
     def enabled(self) -> bool:
         engine = self.ls.model.engine
@@ -74,19 +69,18 @@ class Warmer:
         on = self.ls.settings.warmup
         return (not getattr(engine, "remote", False)) if on is None else on
 
-    def schedule(self, kind: str, job: Callable[[threading.Event], int], delay_s: float, preempt: bool) -> None:
-        """Run `job(cancel)` (it returns the tokens it evaluated or decoded) after `delay_s`, unless a newer job
-        comes first."""
-        with self._cv:
-            if self._closed:
-                return
-            self._pending = (time.monotonic() + delay_s, kind, job)
-            if preempt and self._running is not None:
-                self._running.set()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="codefill-warmup", daemon=True)
-                self._thread.start()
-            self._cv.notify()
+    def admit(self, kind: str, cancel: threading.Event) -> bool:
+        if not self._model_ready(cancel):
+            self.stats[f"{kind}_no_model"] += 1
+            return False
+        if self.spent() >= self.ls.settings.warmup_tokens_per_minute:
+            self.stats[f"{kind}_over_budget"] += 1
+            return False
+        return True
+
+    def ran(self, kind: str, tokens: int) -> None:
+        with self._spent_lock:
+            self._spent.append((time.monotonic(), tokens))
 
     def _model_ready(self, cancel: threading.Event) -> bool:
         """Wait here, not on the model worker (which loads the model), while the model loads: the first
@@ -97,79 +91,18 @@ class Warmer:
         while model.engine is None:
             if loaded is not None and loaded.is_set() and model.engine is None:
                 return False  # it failed to load
-            if cancel.is_set() or self._closed or time.monotonic() > give_up:
+            if cancel.is_set() or self.closed or time.monotonic() > give_up:
                 return False
             time.sleep(0.05)
         return True
 
-    def interrupt(self) -> None:
-        """A request is coming: the job on (or queued for) the model worker stops at its next micro-batch or token."""
-        with self._cv:
-            if self._running is not None:
-                self._running.set()
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._pending = None
-            if self._running is not None:
-                self._running.set()
-            self._cv.notify()
-
     def spent(self) -> int:
         """Tokens of background work in the last minute."""
         now = time.monotonic()
-        with self._cv:
+        with self._spent_lock:
             while self._spent and self._spent[0][0] < now - BUDGET_WINDOW_S:
                 self._spent.popleft()
             return sum(n for _, n in self._spent)
-
-    def idle(self, timeout: float = 10.0) -> bool:
-        """Wait until no job is pending or running (tests, benchmarks)."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while self._pending is not None or self._running is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(min(left, 0.05))
-        return True
-
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (self._pending is None or self._pending[0] > time.monotonic()):
-                    self._cv.wait(None if self._pending is None else max(0.0, self._pending[0] - time.monotonic()))
-                if self._closed:
-                    return
-                _, kind, job = self._pending
-                self._pending = None
-                cancel = self._running = threading.Event()
-            try:
-                if not self._model_ready(cancel):
-                    self.stats[f"{kind}_no_model"] += 1
-                    continue
-                if self.spent() >= self.ls.settings.warmup_tokens_per_minute:
-                    self.stats[f"{kind}_over_budget"] += 1
-                    continue
-                try:
-                    fut = self.ls.worker.submit(job, cancel)
-                except RuntimeError:  # the worker shut down (the server is exiting)
-                    return
-                try:
-                    n = fut.result()
-                except CancelledError:  # (the same, with the job still queued)
-                    return
-                with self._cv:
-                    self._spent.append((time.monotonic(), n))
-                self.stats[f"{kind}_runs"] += 1
-                self.stats[f"{kind}_tokens"] += n
-            except Exception:  # background work must never take the server down
-                log.exception("background %s failed", kind)
-            finally:
-                with self._cv:
-                    self._running = None
-                    self._cv.notify_all()
 
 
 def interrupt(ls: "CodefillLanguageServer") -> None:
@@ -212,7 +145,7 @@ def warm_at(ls: "CodefillLanguageServer", uri: str, position: types.Position, ki
         engine = _engine(ls, cancel)
         return 0 if engine is None else engine.warm(req, cancel)[1]
 
-    warmer(ls).schedule(kind, job, delay_s, preempt)
+    warmer(ls).schedule(job, delay_s, preempt, kind)
     return True
 
 
@@ -233,7 +166,7 @@ def precompute_after(ls: "CodefillLanguageServer", cur: Cursor, start: int, end:
         c = engine.precompute(req, cancel)
         return 0 if c is None else c.timings.prompt_evaluated + c.timings.decode_tokens
 
-    warmer(ls).schedule("next", job, 0.0, preempt=True)
+    warmer(ls).schedule(job, 0.0, preempt=True, kind="next")
     return True
 
 
