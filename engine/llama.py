@@ -374,19 +374,24 @@ class LlamaRuntime:
             raise ValueError("empty prompt")
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context ({self.n_ctx})")
+        # (everything cached: the last token is evaluated again, for its logits)
+        n = self._keep_common_prefix(tokens, seq, len(tokens) - 1)
+        rest = list(tokens[n:])
+        self._decode_batch([(t, n + i, seq, i == len(rest) - 1) for i, t in enumerate(rest)])
+        self._seq_tokens[seq].extend(rest)
+        return n, len(rest)
+
+    def _keep_common_prefix(self, tokens: Sequence[int], seq: int, limit: int) -> int:
+        """Cut sequence `seq` back to what it shares with `tokens` (at most `limit` tokens), after starting from the
+        warm window that shares most with them (sequence 0); its logits are gone. Returns the tokens kept."""
         n = _common_prefix(self._seq_tokens[seq], tokens)
         if seq == 0 and self._slots:
             n = self._switch_window(tokens, n)
-        if n == len(tokens):  # everything cached: re-evaluate the last token to get its logits
-            n -= 1
+        n = min(n, limit)
         self.L.llama_memory_seq_rm(self.mem, seq, n, -1)
-        rest = list(tokens[n:])
-        items = [(t, n + i, seq, i == len(rest) - 1) for i, t in enumerate(rest)]
         self._seq_tokens[seq] = list(tokens[:n])
         self._logits_idx.pop(seq, None)
-        self._decode_batch(items)
-        self._seq_tokens[seq].extend(rest)
-        return n, len(rest)
+        return n
 
     # ------------------------------------------------------------ warm windows
     WINDOW_MIN_TOKENS = 64  # a window shorter than this is not worth keeping, a gain smaller than this not worth a switch
@@ -462,12 +467,8 @@ class LlamaRuntime:
         target = len(tokens) - 1
         if n >= target:
             return n, 0
-        if self._slots:
-            n = self._switch_window(tokens, n)
+        n = self._keep_common_prefix(tokens, 0, target)
         self._prompt_len, self._prompt_logits = 0, None  # sequence 0 is no longer the last request's prompt
-        self.L.llama_memory_seq_rm(self.mem, 0, n, -1)
-        del self._seq_tokens[0][n:]
-        self._logits_idx.pop(0, None)
         pos = n
         while pos < target and not stop():
             chunk = tokens[pos : min(target, pos + self.WARM_CHUNK)]
