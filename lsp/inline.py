@@ -12,6 +12,8 @@
 - `context.selectedCompletionInfo` (the item selected in the completion popup): the completion is computed as if
   that item was accepted, and every answer replaces the item's range and starts with its text, as the spec asks.
 - Each item's `range` is exactly what it replaces (usually the empty range at the cursor), in the negotiated encoding.
+- Each item carries the command `codefill.accepted` (with an id) that the editor runs when it is accepted: acceptance
+  statistics, kept on this machine (lsp/stats.py; setting `stats`).
 - A newer request for the same document supersedes an older one (which answers an empty list), and
   `$/cancelRequest` stops a request between two tokens (pygls answers it with RequestCancelled).
 """
@@ -19,19 +21,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import math
+import time
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from codefill.engine import Engine
+from codefill.engine import Completion, Engine
 from codefill.engine.adaptive import AdaptivePolicy, adaptive_complete
 from codefill.engine.config import SAMPLE_TOP_P
+from codefill.engine.gate import features
 from codefill.engine.selection import normalize, rank
 from codefill.engine.types import DEFAULT, StopReason
 
 from . import warmup
 from .edits import cursor_for, edit_for, engine_request, language_of, lsp_range
+from .stats import Signals
 
 if TYPE_CHECKING:
     from .server import CodefillLanguageServer
@@ -44,11 +50,32 @@ log = logging.getLogger(__name__)
 GPU_ADAPTIVE_SAMPLES = 7
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A completion to show and what the gate saw in it (recorded with the shown item for `codefill stats`)."""
+
+    completion: Completion
+    signals: Signals
+
+
+def _answer(completion, ctx, gate_p: float | None = None) -> Answer:
+    """`completion`: a Completion or a sampling Candidate (which carries entropies)."""
+    comp = getattr(completion, "completion", completion)
+    p = None if gate_p is None or math.isnan(gate_p) else gate_p
+    return Answer(comp, Signals(features(completion, ctx), bool(getattr(completion, "entropies", ())), p))
+
+
+def _context(prepared):
+    """The prompt's CompletionContext (position features of the gate); None from an engine that prepares nothing."""
+    return getattr(prepared, "context", None)
+
+
 def register(server: "CodefillLanguageServer") -> None:
     warmup.register(server)  # the idle-time work that makes the next inline answer faster
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: "CodefillLanguageServer", params: types.InlineCompletionParams):
+        started = time.perf_counter()
         doc = ls.documents.require(params.text_document.uri)
         settings = ls.settings
         if doc.stale or not settings.enabled_for(language_of(doc)):  # stale: its text is not the editor's
@@ -70,15 +97,20 @@ def register(server: "CodefillLanguageServer") -> None:
             return _gated(ls, engine, req, settings, cancel)
 
         warmup.interrupt(ls)  # background work on the model thread gives way to this request
-        completions = await ls.run_model(("inline", doc.uri), job, empty=[])
-        items, edits = [], []
-        for c in completions:
-            edit = edit_for(cur, c)
+        answers = await ls.run_model(("inline", doc.uri), job, empty=[])
+        edits, signals = [], []
+        for a in answers:
+            edit = edit_for(cur, a.completion)
             if edit is None or not edit[2]:
                 continue
-            start, end, text = edit
             edits.append(edit)
-            items.append(types.InlineCompletionItem(insert_text=text, range=lsp_range(cur.doc, start, end, enc)))
+            signals.append(a.signals)
+        commands = ls.stats.shown(cur, edits, signals, invoked=invoked,
+                                  latency_ms=(time.perf_counter() - started) * 1000, language=language_of(cur.doc),
+                                  model=(answers[0].completion.model if answers else None)
+                                  or getattr(ls.model.engine, "model_name", None))
+        items = [types.InlineCompletionItem(insert_text=text, range=lsp_range(cur.doc, start, end, enc), command=cmd)
+                 for (start, end, text), cmd in zip(edits, commands)]
         if edits and not invoked and doc.version == cur.doc.version:
             warmup.precompute_after(ls, cur, *edits[0])  # Tab: the next piece is ready when it is asked for
         return types.InlineCompletionList(items=items)
@@ -97,7 +129,7 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
     prepared = engine.prepare(req)
     if gate is None or (threshold <= 0 and k == 0):
         c = engine.complete(prepared, cancel=cancel)
-        return [] if c.stop_reason == StopReason.CANCELLED or cancel.is_set() else [c]
+        return [] if c.stop_reason == StopReason.CANCELLED or cancel.is_set() else [_answer(c, _context(prepared))]
     policy = AdaptivePolicy(few=k, many=k)  # k = 0: the first answer is only judged
     r = adaptive_complete(engine, prepared, gate=gate, policy=policy, cancel=cancel, first="complete")
     if r.completion.stop_reason == StopReason.CANCELLED or cancel.is_set():
@@ -108,16 +140,17 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
         log.debug("hidden: confidence %.3f < %.3f (%d candidates) for %r", r.chosen_probability, threshold,
                   r.n_samples, r.completion.text[:40])
         return []
-    return [r.completion]
+    return [_answer(r.chosen, _context(prepared), r.chosen_probability)]
 
 
 def _alternatives(engine: Engine, req, settings, n: int, cancel) -> list:
     """An invoked request: the engine's answer first, then up to n-1 distinct alternatives sampled together from the
     same prompt (one evaluation shared by all), best first. Not gated: the user asked."""
-    first = engine.complete(req, cancel=cancel)
+    prepared = engine.prepare(req)
+    first = engine.complete(prepared, cancel=cancel)
     if first.stop_reason == StopReason.CANCELLED or cancel.is_set():
         return []
-    out = [first]
+    out = [_answer(first, _context(prepared))]
     if n <= 1:
         return out
     # Sampling stops after three decoding budgets (none when the budget is off): a person who asked explicitly
@@ -134,5 +167,5 @@ def _alternatives(engine: Engine, req, settings, n: int, cancel) -> list:
         key = normalize(cand.text, language)
         if cand.text.strip() and key not in seen and len(out) < n:
             seen.add(key)
-            out.append(cand.completion)
+            out.append(_answer(cand, s.context))
     return out

@@ -1,6 +1,6 @@
 """The codefill language server: `initialize` (settings from `initializationOptions`), `initialized` (starts
 loading the model), `workspace/didChangeConfiguration`, `shutdown`; the features live in their own modules
-(documents.py, inline.py, completion.py, model.py).
+(documents.py, inline.py, completion.py, model.py, stats.py: `workspace/executeCommand` `codefill.accepted`).
 
     from codefill.lsp import create_server
     create_server().start_io()          # stdio; or .start_tcp("127.0.0.1", 2087)
@@ -43,7 +43,7 @@ from codefill.engine import CodefillError, Engine
 from codefill.engine.remote import ServerError
 from codefill.engine.gate import Gate
 
-from . import completion, documents, framing, inline
+from . import completion, documents, framing, inline, stats
 from .documents import DocumentStore
 from .edits import engine_document_ids
 from .model import ModelHolder
@@ -213,6 +213,7 @@ class CodefillLanguageServer(LanguageServer):
         self.session_started = False  # `initialize` came (over TCP: this connection is the client's)
         self.token: str | None = None  # --tcp: the secret a client must present as initializationOptions.token
         self.connection_refused = False  # this connection's `initialize` was refused (TCP: it is closed)
+        self.stats = stats.Recorder(self)  # acceptance statistics, local only (setting `stats`)
 
     # ------------------------------------------------------------ transports
     def start_io(self, stdin=None, stdout=None) -> None:
@@ -327,6 +328,7 @@ class CodefillLanguageServer(LanguageServer):
         """The transport ended: requests in flight stop between two tokens (the worker is not waited for)."""
         for cancel in list(self._latest.values()):
             cancel.set()
+        self.stats.close()
         super().shutdown()
 
     # ------------------------------------------------------------ helpers
@@ -610,6 +612,7 @@ def create_server(overrides: dict | None = None) -> CodefillLanguageServer:
     documents.register(server)
     inline.register(server)
     completion.register(server)
+    stats.register(server)
     return server
 
 

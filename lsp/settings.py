@@ -37,6 +37,12 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
                      evaluate the prompt the next request there needs; after a suggestion is shown, decode the
                      completion that follows it once accepted (Tab, Tab). Background work stops at once for a request
     warmupTokensPerMinute  the most tokens background work evaluates or decodes per minute (default 6000)
+    stats            record acceptance statistics on this machine (default true; false: nothing is recorded): each
+                     shown suggestion, whether it was accepted (the items carry the command `codefill.accepted`)
+                     and how much of it is still there 30 s and 2 min later, with latency, languageId, model and
+                     trigger kind, as JSON lines in $CODEFILL_STATE_DIR or $XDG_STATE_HOME/codefill (default
+                     ~/.local/state/codefill/stats.jsonl, at most 2 x 4 MiB); never sent anywhere. `codefill stats`
+                     reads them
     completionFallback  offer `textDocument/completion` too: true, false, or null (default) for "only when the client
                      has no inline completion" (decided at `initialize`)
 
@@ -78,6 +84,7 @@ class Settings:
     server: str | None = None
     server_model: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never shown
+    stats: bool = True  # acceptance statistics, local only (lsp/stats.py)
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
@@ -201,7 +208,7 @@ _PARSERS = {
     "context_size": _context, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
     "warmup": _opt_bool, "warmup_tokens_per_minute": _count,
     "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path, "server": _url,
-    "server_model": _name, "api_key": _key,
+    "server_model": _name, "api_key": _key, "stats": _bool,
 }
 _SECRET = {"api_key"}
 

@@ -11,6 +11,7 @@ def _user_dirs(tmp_path_factory, monkeypatch):
     """Each test gets its own config/cache directories: no test reads or writes the user's."""
     base = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("CODEFILL_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("CODEFILL_STATE_DIR", str(base / "state"))
     monkeypatch.setenv("CODEFILL_CACHE_DIR", str(_shared_cache_dir(tmp_path_factory)))
     monkeypatch.delenv("CODEFILL_MODEL", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
