@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "codefill.cli.eval_cmd",
     "codefill.cli.bench",
     "codefill.cli.fill",
+    "codefill.cli.stats_cmd",
 )
 
 
