@@ -14,10 +14,11 @@ return {
       codefill.track_cursor(client, bufnr)
     end
   end,
-  init_options = {
-    -- model = '~/models/qwen2.5-coder-1.5b-q8_0.gguf',  -- default: the configured model, else the embedded one
-    -- maxTokens = 128, mode = 'auto' ('line' | 'block'), timeBudgetMs = 1000, suggestions = 3,
-    -- disabledLanguages = { 'markdown', 'text' },
-    -- gateThreshold = 0.389 (hide likely-wrong ghost text; 0: show all), adaptiveSamples = 7 (default: 7 on a GPU, 0 on a CPU),
-  },
+  -- Settings (initializationOptions): add them with vim.lsp.config('codefill', { init_options = { ... } }), e.g.
+  --   model = '~/models/qwen2.5-coder-1.5b-q8_0.gguf',  -- default: the configured model, else the embedded one
+  --   maxTokens = 128, mode = 'auto' ('line' | 'block'), timeBudgetMs = 1000, suggestions = 3,
+  --   disabledLanguages = { 'markdown', 'text' },
+  --   gateThreshold = 0.389 (hide likely-wrong ghost text; 0: show all), adaptiveSamples = 7 (default: 7 on a GPU, 0 on a CPU),
+  -- No empty `init_options = {}` here: Lua's empty table goes out as the JSON list [] and the server says
+  -- "settings must be a JSON object, got list".
 }
