@@ -57,6 +57,29 @@ local function body()
   out.offset_encoding = client.offset_encoding
   out.inline_provider = client.server_capabilities.inlineCompletionProvider ~= nil
   out.supports_inline = client:supports_method('textDocument/inlineCompletion', bufnr)
+  out.command_provider = client.server_capabilities.executeCommandProvider or vim.NIL
+  -- every command the client runs (then run as usual): full accepts run the item's command, partial ones do not
+  local commands = {}
+  local exec_cmd = client.exec_cmd
+  client.exec_cmd = function(self, command, ...)
+    commands[#commands + 1] = command
+    return exec_cmd(self, command, ...)
+  end
+  local function ghost_text(ns_name)
+    local ns_id = vim.api.nvim_get_namespaces()[ns_name]
+    local mark = ns_id and vim.api.nvim_buf_get_extmarks(bufnr, ns_id, 0, -1, { details = true })[1]
+    if not mark then
+      return nil
+    end
+    local chunks = {}
+    for _, chunk in ipairs(mark[4].virt_text or {}) do
+      chunks[#chunks + 1] = chunk[1]
+    end
+    for _, line in ipairs(mark[4].virt_lines or {}) do
+      chunks[#chunks + 1] = '\n' .. line[1][1]
+    end
+    return table.concat(chunks)
+  end
 
   local row = tonumber(os.getenv('CODEFILL_LINE'))
   local function insert_at_end()
@@ -111,6 +134,22 @@ local function body()
       out.native_accepted = vim.lsp.inline_completion.get()
       sleep(300)
       out.native_line = vim.api.nvim_buf_get_lines(bufnr, row - 1, row, false)[1]
+      out.native_commands = vim.deepcopy(commands)
+      -- partial accept on the native ghost text: back to the original line, wait for the ghost text, accept a word
+      leave_insert()
+      -- (`math.`: here the model suggests several words; after `return ` it says one number)
+      vim.api.nvim_buf_set_lines(bufnr, row - 1, row, false, { vim.split(os.getenv('CODEFILL_TEXT'), '\n')[row] .. 'math.' })
+      commands = {}
+      insert_at_end()
+      out.native_shown_again = wait_until(120000, function() return ghost_text('nvim.lsp.inline_completion') ~= nil end)
+      out.native_ghost_before_word = ghost_text('nvim.lsp.inline_completion') or vim.NIL
+      out.native_word_accepted = require('codefill').accept_word(bufnr)
+      sleep(100)
+      out.native_line_after_word = vim.api.nvim_buf_get_lines(bufnr, row - 1, row, false)[1]
+      -- the client asks again at the new place; the server answers the rest (typed-through)
+      wait_until(60000, function() return ghost_text('nvim.lsp.inline_completion') ~= nil end)
+      out.native_rest_after_word = ghost_text('nvim.lsp.inline_completion') or vim.NIL
+      out.native_commands_after_word = #commands
     end
     leave_insert()
     vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
@@ -136,9 +175,44 @@ local function body()
   out.module_second = codefill.current(bufnr)
   codefill.select(-1, bufnr)
   step('out.module_accepted')
+  commands = {}
   out.module_accepted = codefill.accept(bufnr)
   out.module_lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   out.module_cursor = vim.api.nvim_win_get_cursor(0)
+  out.module_commands = vim.deepcopy(commands) -- the accepted item's own command (codefill.accepted, its id)
+  out.module_item_command = got and got.items[1] and got.items[1].command or vim.NIL
+  sleep(500) -- the server records the accept (stats.jsonl, read by the test)
+
+  step('-- 4. partial accept in the 0.11 module')
+  -- 4. partial accept in the module: a known two-line item at the cursor, a word, then a line, then the rest
+  leave_insert()
+  vim.api.nvim_buf_set_lines(bufnr, 0, -1, false, vim.split(os.getenv('CODEFILL_TEXT'), '\n', { plain = true }))
+  insert_at_end()
+  local cur = vim.api.nvim_win_get_cursor(0)
+  local pos = vim.lsp.util.make_position_params(0, client.offset_encoding).position
+  local item = { insertText = 'math.pi * radius ** 2  # area\n    return area', range = { start = pos, ['end'] = pos },
+                 command = { title = 'codefill: accepted', command = 'codefill.accepted', arguments = { 'test-item' } } }
+  codefill.offer(bufnr, client, { item })
+  commands = {}
+  local function snapshot(name)
+    out[name] = { line = vim.api.nvim_buf_get_lines(bufnr, cur[1] - 1, -1, false), rest = codefill.current(bufnr),
+                  ghost = ghost_text('codefill.ghost') or vim.NIL, commands = #commands,
+                  cursor = vim.api.nvim_win_get_cursor(0) }
+  end
+  snapshot('partial_start')
+  out.partial_word_ok = codefill.accept_word(bufnr)
+  sleep(200) -- the edit is scheduled (as from an <expr> mapping), then TextChangedI/CursorMovedI must keep the item
+  snapshot('partial_word')
+  codefill.accept_word(bufnr)
+  sleep(200)
+  snapshot('partial_word2')
+  codefill.accept_line(bufnr)
+  sleep(200)
+  snapshot('partial_line')
+  codefill.accept_line(bufnr) -- the last line: the whole item is in, that is an accept (its command runs)
+  sleep(200)
+  snapshot('partial_last')
+  out.partial_none = codefill.accept_word(bufnr) -- nothing left: false (a mapping falls back to its key)
 end
 
 co = coroutine.create(function()
