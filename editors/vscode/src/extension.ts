@@ -35,6 +35,7 @@ function serverSettings(): Record<string, unknown> {
     adaptiveSamples: c.get<number | null>('adaptiveSamples') ?? null,
     gateFile: c.get<string | null>('gateFile') || null,
     warmup: c.get<boolean | null>('warmup') ?? null,
+    stats: c.get<boolean>('stats', true),
   };
 }
 
