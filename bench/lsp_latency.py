@@ -56,7 +56,7 @@ async def run(args) -> dict:
         text = fh.read()
     path = os.path.abspath(args.file)
     uri = "file://" + path
-    options = {"threads": args.threads, "model": args.model, "snippets": 0}
+    options = {"threads": args.threads, "model": args.model, "snippets": 0, "stats": False}
     if args.time_budget is not None:
         options["timeBudgetMs"] = None if args.time_budget <= 0 else args.time_budget
     if args.gate_threshold is not None:

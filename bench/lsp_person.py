@@ -57,7 +57,7 @@ def peak_rss_mb(pid: int) -> float | None:
 async def run_once(args, text: str, warmup: bool, think_ms: float) -> dict:
     path = os.path.abspath(args.file)
     uri = "file://" + path
-    options = {"threads": args.threads, "model": args.model, "snippets": 0, "warmup": warmup}
+    options = {"threads": args.threads, "model": args.model, "snippets": 0, "warmup": warmup, "stats": False}
     options = {k: v for k, v in options.items() if v is not None}
     client = LanguageClient("codefill-bench", "0")
 

@@ -32,7 +32,7 @@ def stats(
     Example: codefill stats --since 7d --plot acceptance.png
     """
     from codefill.eval import acceptance as A  # here, not at the top: keeps `codefill --help` fast
-    from codefill.lsp.stats import stats_files, stats_path
+    from codefill.engine.paths import stats_files, stats_path
 
     path = file or stats_path()
     try:

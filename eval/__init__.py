@@ -28,6 +28,10 @@ repeated sampling) call the same functions:
 - person: a person in real time (`run_person(engine, text, path, think_ms=, cps=, warmup=)`, `format_rows`) for
   `codefill bench latency` and bench/lsp_person.py;
 - team: N people on one inference server (`plan`, `run_team`, `format_table`) for `codefill bench team`;
+- soak: a long typing session through the language server, requests/errors/latency/RSS per window (`soak`,
+  `format_soak`) for `codefill bench soak`;
+- acceptance: the language server's acceptance records (`read`, the summary and plot of `codefill stats`,
+  `refit_gate`);
 - gatefit: `fit(rows, labels, names)` of the confidence gate's models (codefill.engine.gate scores with them),
   `auroc`, `precision_at_recall`;
 - png: `write_png` and the drawing helpers of the plots made without matplotlib (also used by quantize/report).

@@ -216,7 +216,7 @@ _SECRET = {"api_key"}
 def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
     """`base` updated with the keys present in `raw` (a JSON object); returns the settings and the problems found."""
     problems: list[str] = []
-    if raw is None:
+    if raw is None or raw == []:  # Lua encodes an empty table `{}` as the JSON list `[]`: no settings
         return base, problems
     if not isinstance(raw, dict):
         return base, [f"settings must be a JSON object, got {type(raw).__name__}"]

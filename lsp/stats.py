@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from codefill.engine.paths import state_dir, stats_files, stats_path  # noqa: F401 - (re-exported)
+
 if TYPE_CHECKING:
     from .edits import Cursor
     from .server import CodefillLanguageServer
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 COMMAND = "codefill.accepted"
 TITLE = "codefill: accepted"
 FORMAT_VERSION = 1
-FILE_NAME = "stats.jsonl"
 MAX_BYTES = 4 * 1024 * 1024  # then rotated to stats.jsonl.1 (one old file kept): 8 MiB at most on disk
 # Test hooks (environment variables, read when the server starts):
 #   CODEFILL_STATS_DELAYS="1,2"   seconds to the two retention checks instead of 30 and 120 (CI cannot wait 2 min)
@@ -51,30 +52,14 @@ CHECKS = (("30s", 30.0), ("2min", 120.0))  # (name in the record, seconds after 
 QUEUE_MAX = 10_000  # records waiting for the writer; past it they are dropped (a stuck disk must not grow memory)
 ANSWERS_KEPT = 128  # shown answers remembered for their accept (an older id is "unknown or expired")
 ANSWERS_PER_DOCUMENT = 4  # … of which per document: an editor accepts what it shows now, or just before
+# Each remembered answer holds the document text it was computed for (for the retention diff): distinct snapshots
+# are bounded in characters too, or 128 answers in a 2 MB file hold 256 MB (tests/lsp/test_lsp_memory.py saw RSS
+# grow 20 MB per open/edit/close cycle before this bound and the forgetting on didClose).
+SNAPSHOT_CHARS_KEPT = 8_000_000
 PENDING_MAX = 64  # accepts whose retention checks are still to come (each holds a copy of its document)
 # A character diff costs up to len(a) * len(b) steps: past this many, the changed region is compared by lines, and
 # by characters only within changed lines whose product stays below it (about 0.3 s of difflib at the worst).
 DIFF_CELLS = 4_000_000
-
-
-def state_dir() -> str:
-    """Where the server keeps its records: $CODEFILL_STATE_DIR, else $XDG_STATE_HOME/codefill, else
-    ~/.local/state/codefill (the XDG base directory default; macOS and Windows have no state directory of their
-    own, and the same path under the home directory is what other tools use there)."""
-    if os.environ.get("CODEFILL_STATE_DIR"):
-        return os.environ["CODEFILL_STATE_DIR"]
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser(os.path.join("~", ".local", "state"))
-    return os.path.join(base, "codefill")
-
-
-def stats_path() -> str:
-    return os.path.join(state_dir(), FILE_NAME)
-
-
-def stats_files(path: str | None = None) -> list[str]:
-    """The files holding records, oldest first: the rotated one, then the current one."""
-    path = path or stats_path()
-    return [path + ".1", path]
 
 
 def _delays() -> tuple[tuple[str, float], ...]:
@@ -345,8 +330,21 @@ class Recorder:
         same_doc = [a for a, its in self._answers.items() if its[0].uri == items[0].uri]
         for old in same_doc[:-ANSWERS_PER_DOCUMENT]:
             self._forget(old)
-        while len(self._answers) > ANSWERS_KEPT:
+        while len(self._answers) > ANSWERS_KEPT or (len(self._answers) > 1 and
+                                                     self._snapshot_chars() > SNAPSHOT_CHARS_KEPT):
             self._forget(next(iter(self._answers)))
+
+    def _snapshot_chars(self) -> int:
+        seen: dict[int, int] = {}
+        for its in self._answers.values():
+            seen.setdefault(id(its[0].original), len(its[0].original))
+        return sum(seen.values())
+
+    def forget_document(self, uri: str) -> None:
+        """didClose: the document's answers cannot be accepted any more (a retention check already scheduled keeps
+        its own reference and finds the document closed)."""
+        for answer in [a for a, its in self._answers.items() if its[0].uri == uri]:
+            self._forget(answer)
 
     def _forget(self, answer: str) -> None:
         for it in self._answers.pop(answer, ()):

@@ -1,9 +1,14 @@
 import os
 import sys
+import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# Servers that module- or session-scoped fixtures start before the autouse fixture below runs (and any subprocess
+# started without an explicit environment) must not record acceptance statistics into the user's state directory.
+os.environ["CODEFILL_STATE_DIR"] = tempfile.mkdtemp(prefix="codefill-test-state-")
 
 
 @pytest.fixture(autouse=True)

@@ -87,6 +87,8 @@ def test_settings_merge_camel_case_sections_and_report_bad_values():
     s, _ = merge(s, {"multiline": False, "languages": {"markdown": True, "text": False}})
     assert s.mode == "line" and s.enabled_for("markdown") and not s.enabled_for("text")
     assert merge(s, "nonsense")[1]
+    assert merge(s, []) == (s, [])  # an empty Lua table arrives as [] (Neovim's init_options = {})
+    assert merge(s, [1])[1]
 
 
 def test_gate_settings_parse_and_bad_values_keep_the_old_ones():
