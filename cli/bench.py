@@ -182,5 +182,54 @@ def team(
             typer.echo(row)
 
 
+@bench_app.command("soak")
+def soak(
+    files: list[str] = typer.Argument(None, help="Real source files to edit (default: three small stdlib modules, "
+                                      "the two largest and a 6 MB concatenation of stdlib modules)."),
+    minutes: float = typer.Option(30.0, "--minutes", min=0.05, help="How long to type."),
+    window: float = typer.Option(5.0, "--window", min=0.05, help="Minutes per row of the table."),
+    model: str = typer.Option(None, "--model", "-m"),
+    threads: int = typer.Option(None, "--threads", "-t", min=1, max=MAX_THREADS),
+    cps: float = typer.Option(10.0, "--cps", min=0.5, max=50, help="Typing speed, characters per second."),
+    max_open: int = typer.Option(3, "--max-open", min=1, help="Documents open at once (the oldest is closed)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Type for --minutes through the language server (`codefill lsp` over stdio, as an editor starts it) across
+    small and large documents, opening and closing them; print per --window: requests, answers, cancels, errors,
+    latency p50/p95 and the server's RSS. The goal: no errors, RSS flat within 5% after the first window.
+
+    Example: codefill bench soak --minutes 30 --window 5
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from codefill.eval.soak import format_soak
+    from codefill.eval.soak import soak as run
+
+    for f in files or []:
+        read_source_file(f)  # a clear error for a missing, binary or huge file before the server starts
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task("soak: starting the server", total=minutes * 60)
+
+        def progress(elapsed, total, w):
+            prog.update(task, completed=min(elapsed, total),
+                        description=f"soak: {w.requests} requests, {w.errors} errors this window, "
+                                    f"RSS {w.rss_mb or 0:.0f} MB")
+
+        result = run(files or None, minutes=minutes, window_minutes=window, threads=threads, model=model, cps=cps,
+                     max_open=max_open, seed=seed, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    s = result["summary"]
+    typer.echo(f"soak through the language server: {s['documents']} documents "
+               f"({', '.join(f'{c / 1e3:.0f}K' for c in s['document_chars'])} chars), {cps:g} chars/s, "
+               f"at most {max_open} open")
+    for row in format_soak(result):
+        typer.echo("  " + row)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
