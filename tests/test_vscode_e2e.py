@@ -31,7 +31,6 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
 CODEFILL = os.path.join(os.path.dirname(sys.executable), "codefill")
-MOD = "Alt"
 
 # The settings that decide the completion, the same in the editor and on the command line, so the two must agree:
 # - no time budget (decoding stops by the stop rules and maxTokens, not by how busy this machine is): timeBudgetMs 0
@@ -41,7 +40,8 @@ MOD = "Alt"
 #   completion the CLI prints (the embedded 135M model is often unsure), so gateThreshold 0 shows everything; with
 #   adaptiveSamples 0 (the CPU default, set here so a GPU machine agrees too) the answer is the engine's greedy
 #   completion, what `codefill complete` prints with one sample.
-# - warmup (idle-time work) and snippets (other open documents; only one is open) change how fast, not what.
+# - warmup (idle-time work) changes how fast, not what; snippets (other open documents in the prompt): there are none,
+#   this test opens the first document.
 COMPLETION_SETTINGS = {"codefill.timeBudgetMs": 0, "codefill.maxTokens": 48, "codefill.threads": 2,
                        "codefill.mode": "auto", "codefill.gateThreshold": 0, "codefill.adaptiveSamples": 0}
 CLI_FLAGS = ["--time-budget", "0", "--max-tokens", "48", "--threads", "2", "--mode", "auto"]
@@ -119,7 +119,9 @@ class CodeServer:
         self.proc = subprocess.Popen(
             [tools.code_server, *common, "--bind-addr", f"127.0.0.1:{self.port}", "--auth", "none",
              "--config", os.path.join(base, "code-server.yaml"), "--disable-telemetry", "--disable-update-check",
-             "--disable-workspace-trust", "--disable-getting-started-override", "--ignore-last-opened", self.workspace],
+             "--disable-workspace-trust", "--disable-getting-started-override", "--ignore-last-opened",
+             "--log", "trace",  # (so that the extension's log channel keeps the client's message trace)
+             self.workspace],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
         while True:
@@ -134,14 +136,24 @@ class CodeServer:
             time.sleep(0.3)
 
     def write_settings(self, settings: dict) -> None:
-        # serverPath and serverArgs are machine-scoped settings: in code-server those are read from the Machine
-        # settings of the remote side as well as the User settings; both files get the same content.
+        """The User and the Machine (remote) settings, both watched by a running window. serverPath is machine-scoped:
+        code-server takes it from the User settings at start, but a later change there did not reach the extension
+        (no onDidChangeConfiguration within 8 s); written to the Machine settings too, it does, as from the Settings
+        editor's Remote tab."""
         for scope in ("User", "Machine"):
             os.makedirs(os.path.join(self.user_data, scope), exist_ok=True)
             path = os.path.join(self.user_data, scope, "settings.json")
             with open(path + ".tmp", "w", encoding="utf-8") as fh:
                 json.dump(settings, fh, indent=2)
             os.replace(path + ".tmp", path)
+
+    def client_log(self) -> str:
+        """The extension's output channel (its log file): the client's log and, with codefill.trace.server, each
+        message to and from the server."""
+        found = []
+        for root, _dirs, files in os.walk(os.path.join(self.user_data, "logs")):
+            found += [os.path.join(root, n) for n in files if n == "codefill.log"]
+        return max(found, key=os.path.getmtime) if found else ""
 
     def log(self) -> str:
         with open(self.log_path, "rb") as fh:
@@ -180,12 +192,15 @@ def server(tmp_path_factory, tools):
     settings = dict(EDITOR_SETTINGS, **COMPLETION_SETTINGS)
     settings["codefill.serverPath"] = CODEFILL
     settings["codefill.serverArgs"] = ["lsp", "--log-file", lsp_log]
+    settings["codefill.trace.server"] = "messages"  # the client's log (kept below) shows each request and answer
     cs = CodeServer(base, tools, settings)
     cs.lsp_log = lsp_log
     yield cs
     cs.close()
     _keep(lsp_log, "vscode-lsp.log")
     _keep(cs.log_path, "vscode-code-server.log")
+    if cs.client_log():
+        _keep(cs.client_log(), "vscode-client.log")
 
 
 def _keep(path: str, name: str) -> None:
@@ -262,7 +277,15 @@ class Workbench:
             self.page.wait_for_timeout(100)
         self.screenshot("vscode-failure.png")
         raise AssertionError(f"no ghost text{' other than ' + repr(other_than) if other_than else ''} "
-                             f"within {timeout_s:.0f} s (screenshot: tests/artifacts/vscode-failure.png)")
+                             f"within {timeout_s:.0f} s (screenshot: tests/artifacts/vscode-failure.png); the "
+                             f"client's log ends:\n{self.client_log_tail()}")
+
+    def client_log_tail(self, n: int = 25) -> str:
+        path = self.server.client_log()
+        if not path:
+            return "(no client log)"
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return "".join(line[:200] + ("\n" if len(line) > 200 else "") for line in fh.readlines()[-n:])
 
     def screenshot(self, name: str) -> str:
         os.makedirs(ARTIFACTS, exist_ok=True)
@@ -366,6 +389,11 @@ def test_tab_accepts_the_ghost_text_codefill_complete_gives(workbench, server):
             break
         time.sleep(0.2)
     assert saved == expected, _diff(expected, saved)
+    # Tab also ran the item's command on the server (codefill.accepted: acceptance statistics), without an error.
+    workbench.page.wait_for_timeout(1000)
+    with open(server.lsp_log, encoding="utf-8", errors="replace") as fh:
+        errors = [line for line in fh if " ERROR " in line]
+    assert not errors, "".join(errors) + "(see tests/artifacts/vscode-lsp.log)"
 
 
 def _diff(expected: str, saved: str) -> str:
@@ -385,9 +413,77 @@ def test_alt_bracket_cycles_to_another_alternative(workbench, server):
         fh.write(prepared)
     workbench.open(path, line, col)
     workbench.wait_server_ready()
-    workbench.page.keyboard.press(f"{MOD}+Backslash")  # Trigger Inline Suggestion: an invoked request
+    workbench.page.keyboard.press("Alt+Backslash")  # Trigger Inline Suggestion: an invoked request
     first = workbench.wait_ghost_text()
-    workbench.page.keyboard.press(f"{MOD}+BracketRight")  # Show Next Inline Suggestion
+    workbench.page.keyboard.press("Alt+BracketRight")  # Show Next Inline Suggestion
     second = workbench.wait_ghost_text(timeout_s=30, other_than=first)
     assert second != first and second.strip()
     workbench.page.keyboard.press("Escape")
+
+
+@pytest.fixture
+def broken_server(tmp_path_factory, tools):
+    """A second code-server whose codefill.serverPath is a program that fails at once (it counts its starts)."""
+    base = str(tmp_path_factory.mktemp("vscode-broken"))
+    starts = os.path.join(base, "starts.log")
+    script = os.path.join(base, "not-codefill")
+    with open(script, "w") as fh:
+        fh.write(f"#!/bin/sh\necho started >> '{starts}'\necho 'not-codefill: no model here' >&2\nexit 3\n")
+    os.chmod(script, 0o755)
+    settings = dict(EDITOR_SETTINGS, **COMPLETION_SETTINGS)
+    settings["codefill.serverPath"] = script
+    cs = CodeServer(base, tools, settings)
+    cs.settings, cs.script, cs.starts_log = settings, script, starts
+    yield cs
+    cs.close()
+
+
+def _starts(server: CodeServer) -> int:
+    try:
+        with open(server.starts_log) as fh:
+            return len(fh.readlines())
+    except FileNotFoundError:
+        return 0
+
+
+def _codefill_notifications(wb: Workbench, seconds: float, screenshot: str) -> list[str]:
+    """The codefill notifications the window has shown after `seconds` (the notification center lists them all,
+    also those no longer shown as toasts), with a screenshot of the list."""
+    wb.page.wait_for_timeout(seconds * 1000)
+    wb.command("Notifications: Show Notifications")
+    wb.page.wait_for_selector(".notifications-center.visible", timeout=10_000)
+    wb.page.wait_for_timeout(500)
+    wb.screenshot(screenshot)
+    texts = wb.page.evaluate("""() => [...document.querySelectorAll(
+        '.notifications-center .notification-list-item')].map(e => e.getAttribute('aria-label') || e.textContent)""")
+    wb.page.keyboard.press("Escape")
+    return [t for t in texts if "codefill" in t.lower()]
+
+
+def test_a_broken_server_path_gives_one_clear_error_and_no_restart_loop(browser, broken_server):
+    wb = Workbench(browser, broken_server)
+    try:
+        shown = _codefill_notifications(wb, 10, "vscode-broken-server.png")
+        assert _starts(broken_server) == 1, f"started {_starts(broken_server)} times in 10 s; notifications: {shown}"
+        assert len(shown) == 1, shown
+        # clear: it names the program and says what the program said (its stderr), and what to set
+        assert broken_server.script in shown[0] and "no model here" in shown[0], shown[0]
+        assert "codefill.serverPath" in shown[0], shown[0]
+
+        # The setting changed to a path that does not exist: the extension restarts the client, one new message.
+        missing = os.path.join(broken_server.base, "no-such-dir", "codefill")
+        wb.command("Notifications: Clear All Notifications")
+        broken_server.write_settings(dict(broken_server.settings, **{"codefill.serverPath": missing}))
+        shown = _codefill_notifications(wb, 8, "vscode-missing-server.png")
+        assert len(shown) == 1, shown
+        assert missing in shown[0] and "does not exist" in shown[0], shown[0]
+        assert _starts(broken_server) == 1
+
+        # Fixed: the real codefill starts at once, without a reload.
+        lsp_log = os.path.join(broken_server.base, "lsp.log")
+        broken_server.write_settings(dict(broken_server.settings, **{
+            "codefill.serverPath": CODEFILL, "codefill.serverArgs": ["lsp", "--log-file", lsp_log]}))
+        broken_server.lsp_log = lsp_log
+        wb.wait_server_ready(timeout_s=60)
+    finally:
+        wb.close()
