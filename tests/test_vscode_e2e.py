@@ -89,9 +89,13 @@ def _isolated_env(base: str) -> dict:
     home = os.path.join(base, "home")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CODEFILL_", "VSCODE_", "PASSWORD", "HASHED_PASSWORD", "GITHUB_TOKEN"))}
-    env.update(HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"), XDG_DATA_HOME=os.path.join(home, ".local/share"),
-               XDG_CACHE_HOME=os.path.join(home, ".cache"), CODEFILL_CONFIG_DIR=os.path.join(base, "codefill-config"),
-               CODEFILL_CACHE_DIR=os.path.join(base, "codefill-cache"), HF_HUB_OFFLINE="1", HF_HOME=os.path.join(base, "hf"))
+    env.update(HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
+               XDG_DATA_HOME=os.path.join(home, ".local", "share"), XDG_CACHE_HOME=os.path.join(home, ".cache"),
+               XDG_STATE_HOME=os.path.join(home, ".local", "state"),
+               CODEFILL_CONFIG_DIR=os.path.join(base, "codefill-config"),
+               CODEFILL_CACHE_DIR=os.path.join(base, "codefill-cache"),
+               CODEFILL_STATE_DIR=os.path.join(base, "codefill-state"),  # acceptance statistics (setting stats)
+               HF_HUB_OFFLINE="1", HF_HOME=os.path.join(base, "hf"))
     os.makedirs(env["XDG_CONFIG_HOME"], exist_ok=True)
     return env
 
@@ -187,6 +191,7 @@ def browser(tools):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tools):
+    assert os.access(CODEFILL, os.X_OK), f"no codefill beside {sys.executable} (pip install -e '.[test]' there)"
     base = str(tmp_path_factory.mktemp("vscode"))
     lsp_log = os.path.join(base, "lsp.log")
     settings = dict(EDITOR_SETTINGS, **COMPLETION_SETTINGS)
@@ -257,7 +262,8 @@ class Workbench:
             const ed = document.querySelector('.editor-instance .monaco-editor.focused')
                        || document.querySelector('.editor-instance .monaco-editor');
             if (!ed) return '';
-            const inline = [...ed.querySelectorAll('.view-lines .ghost-text-decoration, .view-lines .ghost-text-decoration-preview')]
+            const inline = [...ed.querySelectorAll(
+                '.view-lines .ghost-text-decoration, .view-lines .ghost-text-decoration-preview')]
                 .map(e => e.textContent).join('');
             const lines = new Map();  // the further lines: spans.ghost-text, one parent per line
             for (const e of ed.querySelectorAll('span.ghost-text')) {
