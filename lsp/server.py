@@ -444,6 +444,7 @@ class CodefillLanguageServer(LanguageServer):
         """didClose: drop the document, cancel its requests, and free every engine state it used (after the
         worker's queued jobs, so that a request in flight for it cannot leave state behind)."""
         self.documents.close(uri)
+        self.stats.forget_document(uri)
         for kind in ("inline", "completion"):
             cancel = self._latest.get((kind, uri))
             if cancel is not None:

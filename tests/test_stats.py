@@ -226,6 +226,37 @@ def test_old_answers_are_forgotten(tmp_path, monkeypatch):
     assert accepted == [ids[-1]]
 
 
+def test_answers_of_a_closed_document_and_old_snapshots_are_let_go(tmp_path, monkeypatch):
+    """Each remembered answer holds its document's text: a closed document's answers go, and the distinct texts kept
+    stay within SNAPSHOT_CHARS_KEPT (a 2 MB file once held 128 snapshots, tests/lsp/test_lsp_memory.py)."""
+    from lsprotocol import types
+
+    monkeypatch.setattr(S, "SNAPSHOT_CHARS_KEPT", 50_000)
+
+    async def main():
+        ls = FakeServer(asyncio.get_running_loop())
+        rec = S.Recorder(ls)
+        ids = {}
+        for name in ("a", "b", "c"):
+            for version in range(3):
+                doc = Document(f"file:///x/{name}.py", "x = \n" + "#" * 10_000 + str(version), version, "python")
+                cur = cursor_for(doc, types.Position(0, 4), "utf-16")
+                ids[name, version] = rec.shown(cur, [(4, 4, "1")], [_signals()], invoked=False, latency_ms=1,
+                                               language="python", model="m")[0].arguments[0]
+        kept = rec._snapshot_chars()
+        rec.forget_document("file:///x/c.py")
+        rec.accepted([ids["c", 2]])  # closed: nothing recorded
+        rec.accepted([ids["a", 0]])  # pushed out by the character bound: nothing recorded
+        rec.accepted([ids["b", 2]])
+        rec.close()
+        return ids, kept
+
+    ids, kept = asyncio.run(main())
+    assert kept <= 50_000
+    accepted = [r["id"] for r in _read(S.stats_path()) if r["event"] == "accepted"]
+    assert accepted == [ids["b", 2]]
+
+
 # ---------------------------------------------------------------------------------------------- reader, summary
 
 
