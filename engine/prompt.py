@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 from .config import BudgetConfig
 from .context import CompletionContext, comment_prefix
@@ -37,17 +38,45 @@ class Prompt:
 
 
 class TokenCounter:
-    """Token counts of single lines, memoised: budgeting a 2,000-line file costs one tokenize per new line."""
+    """Token counts of single lines, memoised: budgeting a 2,000-line file costs one tokenize per new line.
 
-    def __init__(self, vocab: Vocab, size: int = 16384):
+    Bounded by the characters it keeps, not by entries: keyed on whole lines, an entry-bounded cache held 82 MB after
+    400 keystrokes on one 409 KB minified line (issue 12). Lines longer than `max_line_chars` are counted each time
+    and never kept (they change with every keystroke typed in them, so a kept count would never be asked for again).
+    """
+
+    def __init__(self, vocab: Vocab, max_chars: int = 4_000_000, max_line_chars: int = 4096):
         self._vocab = vocab
-        self._count = lru_cache(maxsize=size)(self._count_uncached)
+        self._max_chars = max_chars
+        self._max_line_chars = max_line_chars
+        self._counts: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()  # the engine's callers may build prompts from more than one thread
 
     def _count_uncached(self, line: str) -> int:
         return len(self._vocab.tokenize(line)) if line else 0
 
     def __call__(self, line: str) -> int:
-        return self._count(line)
+        if len(line) > self._max_line_chars:
+            return self._count_uncached(line)
+        with self._lock:
+            n = self._counts.get(line)
+            if n is not None:
+                self._counts.move_to_end(line)
+                return n
+        n = self._count_uncached(line)
+        with self._lock:
+            if line not in self._counts:
+                self._counts[line] = n
+                self._chars += len(line)
+                while self._chars > self._max_chars:
+                    old, _ = self._counts.popitem(last=False)
+                    self._chars -= len(old)
+        return n
+
+    @property
+    def kept_chars(self) -> int:
+        return self._chars
 
 
 def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: TokenCounter) -> int:

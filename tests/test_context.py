@@ -75,3 +75,36 @@ def test_completion_keeps_the_indentation_after_an_indented_cursor(text, line, c
     from codefill.engine.stops import StopRules
 
     assert StopRules(build_context(text, line, col, mode="line")).no_leading_space is keeps
+
+
+class _CountingVocab:
+    """A vocabulary that counts characters as tokens and how often it was asked."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def tokenize(self, text):
+        self.calls += 1
+        return list(text)
+
+
+def test_token_counts_are_kept_within_a_character_bound():
+    from codefill.engine.prompt import TokenCounter
+
+    vocab = _CountingVocab()
+    count = TokenCounter(vocab, max_chars=10_000, max_line_chars=500)
+    assert count("def f():\n") == 9 and count("def f():\n") == 9 and vocab.calls == 1  # memoised
+    # a person typing in one long minified line: every keystroke is a new line text, never kept
+    long_line = "x" * 50_000
+    for i in range(50):
+        assert count(long_line + "y" * i) == 50_000 + i
+    assert count.kept_chars == 9
+    # many short lines: the oldest go, the characters kept stay within the bound
+    for i in range(5_000):
+        count(f"line {i}\n")
+    assert count.kept_chars <= 10_000
+    calls = vocab.calls
+    count("line 4999\n")
+    assert vocab.calls == calls  # the newest are still there
+    count("line 0\n")
+    assert vocab.calls == calls + 1  # the oldest were dropped
