@@ -30,6 +30,7 @@ NOT_RUN = {
     "pull Qwen/": "a Hugging Face download",
     "--server": "an inference server",
     "quantize ": "a Hugging Face model or an F16 GGUF (the quantizer's tests use tiny models they make)",
+    "--refit-gate": "200 recorded suggestions of the user's own (tests/lsp/test_lsp_stats.py refits on records)",
 }
 
 
