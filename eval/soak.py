@@ -241,6 +241,23 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
             self.done = True
             return self._record(res)
 
+    commands: set[asyncio.Task] = set()
+
+    def run_command(command) -> None:
+        """workspace/executeCommand, answered in the background; a failure counts as an error of its window."""
+        window = now_window()
+        task = asyncio.ensure_future(client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command=command.command, arguments=command.arguments)))
+        commands.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            commands.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                window.errors += 1
+                server_errors.append(f"{command.command}: {t.exception()}")
+
+        task.add_done_callback(done)
+
     gap = 1.0 / cps
     try:
         while time.perf_counter() - start < total_s:
@@ -274,8 +291,7 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
                     await asyncio.sleep(0.3)  # reads it, presses Tab
                     change(doc, i, len(indent) + typed, len(indent) + typed, got)
                     if pending.command is not None:  # as an editor does on accept (acceptance statistics)
-                        client.workspace_execute_command_async(types.ExecuteCommandParams(
-                            command=pending.command.command, arguments=pending.command.arguments))
+                        run_command(pending.command)
                     typed += len(got)
                     now_window().accepts += 1
                     pending = Pending(doc, i, len(indent) + typed)  # the editor asks again after an accept
@@ -293,6 +309,8 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
         if progress:
             progress(time.perf_counter() - start, total_s, windows[-1])
         alive = client._server is not None and client._server.returncode is None
+        if commands:
+            await asyncio.wait(list(commands), timeout=30)
         if alive:
             await asyncio.wait_for(client.shutdown_async(None), 60)
             client.exit(None)
