@@ -185,7 +185,7 @@ def team(
 @bench_app.command("soak")
 def soak(
     files: list[str] = typer.Argument(None, help="Real source files to edit (default: three small stdlib modules, "
-                                      "the two largest and a 6 MB concatenation of stdlib modules)."),
+                                      "the two largest and the stdlib's top-level modules in one file, 4.7 MB on 3.11)."),
     minutes: float = typer.Option(30.0, "--minutes", min=0.05, help="How long to type."),
     window: float = typer.Option(5.0, "--window", min=0.05, help="Minutes per row of the table."),
     model: str = typer.Option(None, "--model", "-m"),
