@@ -31,6 +31,7 @@ from pygls.lsp.client import LanguageClient
 
 from codefill.eval.metrics import percentile
 from codefill.eval.person import ACCEPT_REACTION_S, format_rows, person_lines
+from codefill.eval.soak import proc_status_mb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -44,14 +45,7 @@ def utf16(s: str) -> int:
 
 
 def peak_rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return proc_status_mb(pid, "VmHWM")
 
 
 async def run_once(args, text: str, warmup: bool, think_ms: float) -> dict:

@@ -92,11 +92,12 @@ def default_documents(workdir: str) -> list[str]:
     return [p for p in small + large if os.path.exists(p)] + [big]
 
 
-def read_rss_mb(pid: int) -> float | None:
+def proc_status_mb(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory figure of process `pid` from /proc (VmRSS: resident now; VmHWM: its peak), in MB; None elsewhere."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -154,7 +155,7 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
     def now_window() -> Window:
         el = time.perf_counter() - start
         while el >= windows[-1].start_s + window_s:
-            windows[-1].rss_mb = read_rss_mb(pid)
+            windows[-1].rss_mb = proc_status_mb(pid)
             if progress:
                 progress(el, total_s, windows[-1])
             windows.append(Window(windows[-1].start_s + window_s))
@@ -306,7 +307,7 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
                 break
             now_window()
     finally:
-        windows[-1].rss_mb = read_rss_mb(pid)
+        windows[-1].rss_mb = proc_status_mb(pid)
         if progress:
             progress(time.perf_counter() - start, total_s, windows[-1])
         alive = client._server is not None and client._server.returncode is None

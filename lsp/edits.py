@@ -78,14 +78,14 @@ def edit_for(cur: Cursor, completion: Completion) -> tuple[int, int, str] | None
     orig = cur.original
     if result == orig:
         return None
-    start = min(_common_prefix(orig, result), cur.cursor, cur.replace_start)
-    cs = _common_suffix(orig, result, min(len(orig), len(result)) - start)
+    start = min(common_prefix(orig, result), cur.cursor, cur.replace_start)
+    cs = common_suffix(orig, result, min(len(orig), len(result)) - start)
     end = max(len(orig) - cs, cur.cursor, cur.replace_end)
     tail = len(orig) - end
     return start, end, result[start : len(result) - tail]
 
 
-def _common_prefix(a: str, b: str) -> int:
+def common_prefix(a: str, b: str) -> int:
     """Length of the common prefix (binary search over slice comparisons: C speed on large documents)."""
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:
@@ -97,7 +97,8 @@ def _common_prefix(a: str, b: str) -> int:
     return lo
 
 
-def _common_suffix(a: str, b: str, limit: int) -> int:
+def common_suffix(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix, at most `limit` (the same binary search)."""
     lo, hi = 0, max(0, limit)
     while lo < hi:
         mid = (lo + hi + 1) // 2

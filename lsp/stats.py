@@ -33,6 +33,8 @@ from lsprotocol import types
 
 from codefill.engine.paths import state_dir, stats_files, stats_path  # noqa: F401 - (re-exported)
 
+from .edits import common_prefix, common_suffix
+
 if TYPE_CHECKING:
     from .edits import Cursor
     from .server import CodefillLanguageServer
@@ -193,8 +195,8 @@ def retained_chars(before: str, start: int, length: int, now: str) -> int:
     end = start + length
     if length <= 0:
         return 0
-    head = _common_prefix(before, now)
-    tail = _common_suffix(before, now, min(len(before), len(now)) - head)
+    head = common_prefix(before, now)
+    tail = common_suffix(before, now, min(len(before), len(now)) - head)
     lo, hi = head, len(before) - tail  # [lo, hi) of `before` changed; the rest of it is in `now` unchanged
     kept = max(0, min(end, lo) - start) + max(0, end - max(start, hi))
     a0, a1 = max(start, lo), min(end, hi)
@@ -229,28 +231,6 @@ def _matched(old: str, new: str, a0: int, a1: int) -> int:
 
 def _overlap(blocks, a0: int, a1: int) -> int:
     return sum(max(0, min(b.a + b.size, a1) - max(b.a, a0)) for b in blocks)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:  # binary search over slice comparisons: C speed on large documents
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    lo, hi = 0, max(0, limit)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 # ---------------------------------------------------------------------------------------------- the recorder
