@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -84,6 +85,34 @@ def progress_bar(description: str, enabled: bool | None = None) -> Iterator[Call
     ) as prog:
         task = prog.add_task(description, total=1.0)
         yield lambda f: prog.update(task, completed=f)
+
+
+def log_progress(description: str, every_s: float = 60.0, step: float = 0.05,
+                 write: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A `progress(done, total)` callback for a stderr that is no terminal (a log file, CI): one plain line per 5%
+    of the work or per minute, whichever comes first, and one at the end, with the elapsed and remaining time."""
+    write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    start = clock()
+    state = {"at": start, "bucket": -1}  # the first call is shown: the work has started
+
+    def update(done: int, total: int) -> None:
+        now = clock()
+        frac = done / total if total else 1.0
+        bucket = int(frac / step + 1e-9)
+        if done < total and bucket <= state["bucket"] and now - state["at"] < every_s:
+            return
+        state["at"], state["bucket"] = now, bucket
+        elapsed = now - start
+        left = f", ~{_clock(elapsed / frac - elapsed)} left" if 0 < frac < 1 else ""
+        write(f"{description}: {done}/{total} ({frac:.0%}) {_clock(elapsed)} elapsed{left}")
+
+    return update
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def server_settings(server: str | None, server_model: str | None = None, api_key: str | None = None,

@@ -16,7 +16,7 @@ import typer
 from codefill.engine.config import MAX_TOKENS
 from codefill.engine.errors import InputFileError
 
-from .common import load_engine
+from .common import load_engine, log_progress
 
 eval_app = typer.Typer(help="Measure completion quality (HumanEval infilling, holes in your own code).",
                        no_args_is_help=True)
@@ -27,6 +27,9 @@ def _progress(description: str, total: int):
     """A progress bar on stderr (completions, then test programs); off with CODEFILL_NO_PROGRESS=1."""
     if os.environ.get("CODEFILL_NO_PROGRESS"):
         yield lambda done, n: None
+        return
+    if not sys.stderr.isatty():  # a log file or CI: rich draws nothing there until the end, so plain lines
+        yield log_progress(description)
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

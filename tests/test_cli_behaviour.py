@@ -69,3 +69,24 @@ def test_bench_latency_runs_and_prints_its_figures(tmp_path):
         assert m and int(m.group(1)) > 0, (label, out)
     m = re.search(r"peak RSS\s+(\d+) MB", out)
     assert m and int(m.group(1)) > 50, out  # the model alone is ~100 MB
+
+
+def test_progress_in_a_log_file_is_one_plain_line_per_step_or_minute_and_one_at_the_end():
+    from codefill.cli.common import log_progress
+
+    now = [0.0]
+    lines: list[str] = []
+    cb = log_progress("humaneval single-line", write=lines.append, clock=lambda: now[0])
+    for done in range(1, 201):  # 200 items at 1 s each: the first, then a line per 5% (10 items), none in between
+        now[0] = float(done)
+        cb(done, 200)
+    assert len(lines) == 21 and lines[0] == "humaneval single-line: 1/200 (0%) 0:01 elapsed, ~3:19 left"
+    assert lines[1] == "humaneval single-line: 10/200 (5%) 0:10 elapsed, ~3:10 left"
+    assert lines[-1] == "humaneval single-line: 200/200 (100%) 3:20 elapsed"
+    lines.clear()
+    cb = log_progress("slow", write=lines.append, clock=lambda: now[0])
+    start = now[0]
+    for done in range(1, 6):  # 5 of 1000 items, 70 s each: the minute passes before 5% does
+        now[0] = start + 70.0 * done
+        cb(done, 1000)
+    assert len(lines) == 5 and lines[1] == "slow: 2/1000 (0%) 2:20 elapsed, ~19:24:20 left"

@@ -55,9 +55,12 @@ def test_evaluate_is_deterministic_scores_by_execution_and_records_the_model(eva
 def test_cli_eval_humaneval_and_repo(tmp_path):
     env = dict(os.environ, CODEFILL_NO_PROGRESS="1")
     out = tmp_path / "he"
+    # progress on: stderr is a pipe here, as in a log file or CI, so it comes as plain lines
     proc = subprocess.run([sys.executable, "-m", "codefill", "eval", "humaneval", "--limit", "1", "--threads", "1",
-                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=600, env=env)
+                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in env.items() if k != "CODEFILL_NO_PROGRESS"})
     assert proc.returncode == 0, proc.stderr
+    assert "humaneval single-line: 2/2 (100%)" in proc.stderr, proc.stderr
     summary = json.loads(proc.stdout)["summary"]
     assert summary["tasks"] == 1 and "pass@1" in summary
     saved = json.load(open(out / "results.json"))
