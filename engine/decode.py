@@ -246,8 +246,14 @@ class Stream:
             hit = self.rules.check(self.text, final=True)
             if hit is not None:
                 self.cut(*hit)
-            elif reason == StopReason.TIME and self.rules.mode == "block" and "\n" in self.text:
-                self.cut(self.text.rfind("\n"), StopReason.TIME)  # out of time mid-line: complete lines only
+            elif reason in (StopReason.TIME, StopReason.MAX_TOKENS) and self.rules.mode == "block":
+                # Out of time or tokens mid-line: complete lines only. An unfinished last line is where a looping
+                # model was cut (it also hides the loop from remove_repetitive_lines: 8 copies of one comment and
+                # a partial ninth). At the token limit a block without one complete line is a runaway line: nothing.
+                if "\n" in self.text:
+                    self.cut(self.text.rfind("\n"), reason)
+                elif reason == StopReason.MAX_TOKENS:
+                    self.cut(0, reason)
 
     def signals(self) -> tuple[list[float], list[float]]:
         """Log-probabilities and entropies of the kept tokens that produced new text."""

@@ -142,9 +142,11 @@ def test_the_engine_default_budget_applies_and_none_means_no_limit(lines_engine)
     default = lines_engine.complete(block_req(time_budget_ms=ENGINE_DEFAULT))  # EngineConfig's: 15 ms
     assert default.stop_reason == "time" and default.timings.decode_ms >= 15.0
     unlimited = lines_engine.complete(block_req(time_budget_ms=None, max_tokens=200))
-    assert unlimited.stop_reason == "max_tokens" and len(unlimited.raw) == 200  # one token per character
-    # the token limit keeps the partial last line (200 = 7 + 21 * 9 + 4): only running out of time drops it
-    assert unlimited.raw == (LINE + f"\n\t{LINE}" * 22)[:200] and unlimited.raw.endswith("\n\tab")
+    assert unlimited.stop_reason == "max_tokens"
+    # the token limit, like the time budget, drops the partial last line (200 = 7 + 21 * 9 + 4: "\n\tab" goes)
+    assert unlimited.timings.decode_tokens == 200
+    assert unlimited.raw == LINE + f"\n\t{LINE}" * 21
+    assert unlimited.text == LINE  # whole copies only, so the loop filter sees all 22 and keeps the first
 
 
 def test_a_completion_cut_by_time_is_not_cached(lines_engine):
@@ -156,6 +158,16 @@ def test_a_completion_cut_by_time_is_not_cached(lines_engine):
     done = lines_engine.complete(block_req(time_budget_ms=None, use_cache=True, max_tokens=40))
     assert lines_engine.complete(block_req(time_budget_ms=None, use_cache=True, max_tokens=40)).stop_reason == "cache"
     assert done.stop_reason == "max_tokens"  # (the control: a finished completion is cached)
+
+
+def test_a_block_that_is_one_unfinished_line_at_the_token_limit_is_nothing(endless_line_engine):
+    """A runaway line (issue 15: a drifting pattern repeated for 128 tokens) is not a block suggestion; the same
+    line in line mode is kept, cut at the limit (the line-mode runaway cap, `max_line_tokens`)."""
+    block = endless_line_engine.complete(block_req(time_budget_ms=None, max_tokens=50))
+    assert block.stop_reason == "max_tokens" and block.timings.decode_tokens == 50
+    assert block.raw == "" and block.text == ""
+    line = endless_line_engine.complete(tiny_req(mode="line", max_tokens=50, time_budget_ms=None))
+    assert line.stop_reason == "max_tokens" and line.raw == (LINE * 8)[:50]
 
 
 @pytest.mark.parametrize("budget", [2.0, 10.0])
