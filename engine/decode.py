@@ -60,27 +60,35 @@ class HealingIndex:
     def __init__(self, vocab: Backend):
         self._vocab = vocab
         self._pieces: list[bytes] | None = None
-        self._cache: dict[tuple[bytes, bool], np.ndarray] = {}
+        self._cache: dict[tuple[bytes, bool, bool], np.ndarray] = {}
 
-    def candidates(self, remaining: bytes, no_space: bool = False) -> np.ndarray | None:
+    @property
+    def n_vocab(self) -> int:
+        return self._vocab.n_vocab
+
+    def candidates(self, remaining: bytes, no_space: bool = False, no_newline: bool = False) -> np.ndarray | None:
         """Tokens whose bytes are consistent with `remaining`: a prefix of it, or starting with all of it.
 
         `no_space` (the completion must not start with whitespace, see StopRules.no_leading_space; `remaining` is then
         the healed indentation): a token that covers `remaining` must not go on with a space or tab. With an empty
         `remaining`: every token that does not start with whitespace. (Refusing also the tokens that end exactly at the
-        indentation's end was measured worse: 30.8% pass@1 on HumanEval single-line, against 31.5% without that.)"""
+        indentation's end was measured worse: 30.8% pass@1 on HumanEval single-line, against 31.5% without that.)
+
+        `no_newline` (a line completion on a line holding only its indentation, see `Stream`): likewise no line break
+        right after `remaining` — a line that ends before any code is an empty suggestion."""
         if not getattr(self._vocab, "enumerable", True):
             return None  # a server's tokenizer: its pieces cannot all be read, so no restriction (see remote.py)
-        key = (remaining, no_space)
+        key = (remaining, no_space, no_newline)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         if self._pieces is None:
             self._pieces = [self._vocab.token_piece(t) for t in range(self._vocab.n_vocab)]
         n = len(remaining)
+        banned = (b" ", b"\t") * no_space + (b"\n", b"\r") * no_newline
         ids = [t for t, p in enumerate(self._pieces) if p and (
             (remaining.startswith(p) and len(p) < n)
-            or (p.startswith(remaining) and not (no_space and p[n : n + 1] in (b" ", b"\t"))))]
+            or (p.startswith(remaining) and p[n : n + 1] not in banned))]
         arr = np.array(ids, dtype=np.int64)
         if len(self._cache) < self.CACHE_ENTRIES:
             self._cache[key] = arr
@@ -185,12 +193,21 @@ class Stream:
     `verified`, the verify batches (each also fed the token drawn before its draft, so they count among `run`'s
     batches)."""
 
-    def __init__(self, seq: int, sampler: Sampler, rules: StopRules, heal: str = ""):
+    def __init__(self, seq: int, sampler: Sampler, rules: StopRules, heal: str = "",
+                 replay: Sequence[int] = (), avoid: int | None = None):
         self.seq = seq
         self.sampler = sampler
         self.rules = rules
         self.heal = heal
         self._heal_bytes = heal.encode("utf-8")
+        ctx = rules.ctx
+        # A line completion on a line that holds only its indentation must start with code, not end the line.
+        self.no_leading_newline = rules.mode == "line" and bool(ctx.line_prefix) and not ctx.line_prefix.strip()
+        # The line after the cursor line, which a line completion on an empty line must not merely repeat (see `run`).
+        nxt = next((ln for ln in ctx.following_lines if ln.strip()), None) if not ctx.line_prefix.strip() else None
+        self.duplicate_of = nxt.strip() if nxt is not None and rules.mode == "line" else None
+        self.replay = list(replay)  # tokens this candidate must start with (a diversion re-walking another's start)
+        self.avoid = avoid  # the token it must not take right after them
         self.acc = TextAccumulator()
         self.tokens: list[int] = []
         self.logprobs: list[float] = []  # nan for tokens that only re-produce the healed text
@@ -206,13 +223,27 @@ class Stream:
         """The tokens allowed next while the completion has not started yet (None: any): during token healing, those
         consistent with the healed text; right after it, when the completion must not start with whitespace, those
         that do not."""
+        step = len(self.tokens)
+        if step < len(self.replay):
+            return np.array([self.replay[step]], dtype=np.int64)
         n_chars, n_heal = len(self.acc.text), len(self.heal)
+        allowed = None
         if n_chars < n_heal:
             produced = self.acc.text.encode("utf-8")
-            return healing.candidates(self._heal_bytes[len(produced) :], self.rules.no_leading_space)
-        if n_chars == n_heal and self.rules.no_leading_space:
-            return healing.candidates(b"", True)
-        return None
+            allowed = healing.candidates(self._heal_bytes[len(produced) :], self.rules.no_leading_space,
+                                         self.no_leading_newline)
+        elif n_chars == n_heal and (self.rules.no_leading_space or self.no_leading_newline):
+            allowed = healing.candidates(b"", self.rules.no_leading_space, self.no_leading_newline)
+        if step == len(self.replay) and self.avoid is not None:
+            if allowed is None:
+                allowed = np.arange(healing.n_vocab, dtype=np.int64)
+            allowed = allowed[allowed != self.avoid]
+        return allowed
+
+    def duplicates_next_line(self) -> bool:
+        """A line completion that ended on its own and only repeats the next line (a filter drops it: nothing)."""
+        return (self.duplicate_of is not None and self.reason in (StopReason.NEWLINE, StopReason.EOS)
+                and self.text.strip() == self.duplicate_of)
 
     def add(self, draw: Draw, piece: bytes) -> bool:
         """Take a drawn token; False when a stop rule ended the candidate with it."""
@@ -255,6 +286,24 @@ class Stream:
                 elif reason == StopReason.MAX_TOKENS:
                     self.cut(0, reason)
 
+    def diversion(self, attempt: int) -> tuple[list[int], int] | None:
+        """(tokens to re-walk, token to refuse after them) for this candidate's `attempt`-th diversion (0 first):
+        at its `attempt`-th least likely token that produced text, where the model was least sure. None: no more."""
+        ranked = sorted((lp, i) for i, lp in enumerate(self.logprobs) if lp == lp)
+        if attempt >= len(ranked):
+            return None
+        i = ranked[attempt][1]
+        return self.tokens[:i], self.tokens[i]
+
+    def adopt(self, other: "Stream") -> None:
+        """Take a diversion's outcome as this candidate's (its decoding work is added to this one's)."""
+        self.acc, self.text, self.reason = other.acc, other.text, other.reason
+        self.tokens, self.logprobs, self.entropies = other.tokens, other.logprobs, other.entropies
+        self.decoded += other.decoded
+        self.drafted += other.drafted
+        self.accepted += other.accepted
+        self.verified += other.verified
+
     def signals(self) -> tuple[list[float], list[float]]:
         """Log-probabilities and entropies of the kept tokens that produced new text."""
         keep = [i for i, lp in enumerate(self.logprobs) if lp == lp]
@@ -271,12 +320,50 @@ class Limits:
     stop_ids: frozenset[int] = frozenset()  # tokens that end a completion besides the vocabulary's end-of-generation
 
 
+DIVERSIONS = 2  # attempts per candidate that only repeated the next line
+
+
 def run(backend: Backend, streams: list[Stream], limits: Limits, healing: HealingIndex,
         cancelled: Callable[[], bool] = lambda: False) -> int:
     """Decode `streams` (forked from the evaluated prompt) until each has ended. Returns the batches fed.
 
     One greedy stream on a backend with `verify` (and its `speculative` switch on) decodes speculatively
-    (`_run_drafted`)."""
+    (`_run_drafted`).
+
+    Diversion: a greedy line completion on an empty line that only repeats the next line would be dropped (it adds
+    nothing), yet it says the model expects that code next — so the hole holds something before it. A model that
+    reads no suffix writes the next line at every such hole (`return False` where `return True` comes before it).
+    Such a candidate is decoded again from the same prompt along its own tokens up to the one it was least sure of,
+    which it must not take again (then the second least sure: DIVERSIONS attempts), and the first diversion that
+    ends its line with other code replaces it."""
+    batches = _run(backend, streams, limits, healing, cancelled)
+    if not getattr(backend, "enumerable", True):  # a server's tokens cannot be restricted to the ones re-walked
+        return batches
+    for attempt in range(DIVERSIONS):
+        stuck = [s for s in streams if s.sampler.greedy and s.duplicates_next_line()]
+        if not stuck or cancelled() or (limits.deadline is not None and time.perf_counter() >= limits.deadline):
+            break
+        tries: list[tuple[Stream, Stream]] = []
+        for s in stuck:
+            d = s.diversion(attempt)
+            if d is not None:
+                tries.append((s, Stream(0, s.sampler, s.rules, s.heal, replay=d[0], avoid=d[1])))
+        for start in range(0, len(tries), max(1, backend.n_seq)):
+            wave = tries[start : start + max(1, backend.n_seq)]
+            backend.fork(len(wave), limits.max_tokens)
+            for j, (_, t) in enumerate(wave):
+                t.seq = j
+            batches += _run(backend, [t for _, t in wave], limits, healing, cancelled)
+            for s, t in wave:
+                if t.reason in (StopReason.NEWLINE, StopReason.EOS) and t.text.strip() and not t.duplicates_next_line():
+                    s.adopt(t)
+                else:
+                    s.decoded += t.decoded  # the work was done, though its outcome is not taken
+    return batches
+
+
+def _run(backend: Backend, streams: list[Stream], limits: Limits, healing: HealingIndex,
+         cancelled: Callable[[], bool]) -> int:
     if (len(streams) == 1 and streams[0].sampler.greedy and getattr(backend, "verify", None) is not None
             and getattr(backend, "speculative", False) and getattr(backend, "seq_tokens", None) is not None):
         return _run_drafted(backend, streams[0], limits, healing, cancelled)

@@ -288,3 +288,47 @@ def test_forget_drops_the_completion_typing_would_be_answered_from(engine):
     assert after.stop_reason not in ("typed", "cancelled")
     assert after.timings.prompt_tokens > 0  # the model answered
     engine.forget("never-seen")  # forgetting an unknown document is harmless
+
+
+# ---------------------------------------------------------------------------------------------- empty-line holes
+
+BELOW_ZERO = '''def below_zero(operations: list) -> bool:
+    """True when the running balance ever falls below zero."""
+    balance = 0
+    for op in operations:
+        balance += op
+        if balance < 0:
+            
+    return False
+'''
+
+
+def _hole(engine, text, line, **kw):
+    return engine.complete(CompletionRequest(text=text, line=line, character=len(text.split("\n")[line]), mode="line",
+                                             time_budget_ms=None, use_cache=False, **kw))
+
+
+def test_a_line_that_only_repeats_the_next_one_is_diverted_to_other_code(engine, monkeypatch):
+    """The embedded model reads no suffix: at the empty line it writes `return False`, the line below, which a
+    filter drops. Diverted at its least sure token it writes what goes before it."""
+    from codefill.engine import decode
+
+    monkeypatch.setattr(decode, "DIVERSIONS", 0)
+    plain = _hole(engine, BELOW_ZERO, 6)
+    assert plain.raw.strip() == "return False" and plain.text == ""  # the control: repeated, then dropped
+    monkeypatch.setattr(decode, "DIVERSIONS", 2)
+    diverted = _hole(engine, BELOW_ZERO, 6)
+    assert diverted.text == "return True" and diverted.stop_reason == "newline"
+    assert diverted.timings.decode_tokens > plain.timings.decode_tokens  # the second walk is counted
+
+
+def test_a_line_hole_at_its_indentation_does_not_end_before_any_code(engine):
+    """HumanEval/76 line 2: after `return (x == 1)` the model's first choice on the indented empty line is a line
+    break, an empty suggestion; a line completion there starts with code."""
+    from codefill.eval.humaneval import build_tasks
+    from codefill.eval.runner import request_for
+
+    task = next(t for t in build_tasks("single-line") if t.task_id == "HumanEval/76/single-line/2")
+    assert task.prefix.endswith("\n    ")
+    c = engine.complete(request_for(task))
+    assert c.raw.strip() and not c.raw.startswith(("\n", "\r")) and c.text.strip()
