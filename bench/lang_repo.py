@@ -1,0 +1,199 @@
+"""Completion on real third-party code in other languages (issue 15 #4): `codefill eval repo` per language.
+
+For each language, the sources bench/lang_sources.py installs (Debian and npm packages, one folder per language
+holding only that language's files), then exactly what `codefill eval repo DIR --limit N --seed S --threads T` does
+(the same holes, `build_repo_tasks`; the same requests and scores, `runner.evaluate` without execution), with the
+model loaded once for all languages. Prints, per language, line and block exact match and edit similarity, hole
+counts, latency p50 and stop reasons, and reads the misses by category:
+
+- empty: nothing inserted;
+- indentation: right once each line's leading whitespace is ignored;
+- stops early / stops late: the lines are a proper prefix of the target's, or the target's of them;
+- repeats suffix: a line of it is the first line after the hole;
+- unbalanced braces: its `{}`/`()`/`[]` balance differs from the target's;
+- other: wrong code.
+
+    python bench/lang_repo.py --limit 60 --threads 1 --md /tmp/languages.md
+    python bench/lang_repo.py --lang go,c --limit 30 --threads 1 --misses 5   # and show 5 misses per category
+
+Greedy and without a time budget, so the quality figures are deterministic (same model, code and seed: same
+figures, however busy the machine); latencies are not: they depend on the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lang_sources  # noqa: E402  (bench/lang_sources.py)
+
+CATEGORIES = ("empty", "indentation", "stops early", "stops late", "repeats suffix", "unbalanced braces", "other")
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.strip("\n").split("\n")]
+
+
+def _balance(text: str) -> tuple[int, int, int]:
+    return text.count("{") - text.count("}"), text.count("(") - text.count(")"), text.count("[") - text.count("]")
+
+
+def category(inserted: str, task) -> str:
+    """Why a completion that is not an exact match missed (see the module docstring)."""
+    got, want = _lines(inserted), _lines(task.target)
+    if not inserted.strip():
+        return "empty"
+    if got == want:
+        return "indentation"
+    if len(got) < len(want) and want[: len(got)] == got:
+        return "stops early"
+    if len(got) > len(want) and got[: len(want)] == want:
+        return "stops late"
+    nxt = next((ln.strip() for ln in task.suffix.split("\n")[1:] if ln.strip()), None)
+    if nxt is not None and nxt in got:
+        return "repeats suffix"
+    if _balance(inserted) != _balance(task.target):
+        return "unbalanced braces"
+    return "other"
+
+
+def run_language(engine, language: str, limit: int, seed: int, threads: int | None, out_root: str | None,
+                 show_misses: int, root: str | None = None) -> dict:
+    from codefill.eval.repo import build_repo_tasks
+    from codefill.eval.report import write
+    from codefill.eval.runner import evaluate
+
+    root = root or lang_sources.ensure(language)
+    packages = lang_sources.packages(language) if language in lang_sources.SOURCES else []
+    tasks = build_repo_tasks(root, limit, seed)
+    by_id = {t.task_id: t for t in tasks}
+    t0 = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{language}: {done}/{total} holes, {time.monotonic() - t0:.0f} s", end="", file=sys.stderr,
+              flush=True)
+
+    report = evaluate(engine, tasks, seed=seed, completion_mode="task", execute=False, progress=progress)
+    print(file=sys.stderr)
+    command = (f"codefill eval repo {root} --limit {limit} --seed {seed}"
+               + (f" --threads {threads}" if threads else ""))
+    report.meta.update(benchmark="repo", directory=root, limit=limit, command=command, language=language,
+                       packages=packages)
+    if out_root:
+        write(report, os.path.join(out_root, language), f"Completion on {language} ({root})")
+    misses: dict[str, Counter] = {"line": Counter(), "block": Counter()}
+    examples: dict[str, list] = {}
+    for rec in report.records:
+        s = rec.samples[0]
+        if s.exact:
+            continue
+        task = by_id[rec.task_id]
+        got = s.text  # what the engine answered (the runner scored what it put in the hole)
+        cat = category(got, task)
+        misses[rec.mode][cat] += 1
+        examples.setdefault(cat, []).append((rec.task_id, task.target, got, s.stop_reason))
+    summ = report.summary
+    lat = sorted(s.latency_ms for r in report.records for s in r.samples)
+    row = {
+        "language": language,
+        "packages": packages,
+        "command": command,
+        "line_holes": summ.get("line_tasks", 0), "block_holes": summ.get("block_tasks", 0),
+        "line_exact_match": summ.get("line_exact_match"), "line_edit_similarity": summ.get("line_edit_similarity"),
+        "block_exact_match": summ.get("block_exact_match"),
+        "block_edit_similarity": summ.get("block_edit_similarity"),
+        "exact_match": summ["exact_match"], "edit_similarity": summ["edit_similarity"],
+        "latency_p50_ms": summ["latency_p50_ms"], "latency_p95_ms": summ["latency_p95_ms"],
+        "stop_reasons": summ["stop_reasons"],
+        "misses": {k: dict(v) for k, v in misses.items()},
+        "exact": {r.task_id: r.samples[0].exact for r in report.records},
+    }
+    if show_misses:
+        for cat in CATEGORIES:
+            for task_id, target, got, reason in examples.get(cat, [])[:show_misses]:
+                print(f"--- {language} [{cat}] {task_id} (stop: {reason})\n  want: {target!r}\n  got:  {got!r}",
+                      file=sys.stderr)
+    return row
+
+
+def table(row: dict) -> str:
+    pk = ", ".join(f"{p['package']} {p['version']}" for p in row["packages"][:6]) or row["command"].split()[3]
+    if len(row["packages"]) > 6:
+        pk += f" and {len(row['packages']) - 6} more"
+    lines = [
+        f"### {row['language']}",
+        "",
+        f"Sources: {pk}" + (f" ({sum(int(p['files']) for p in row['packages'])} files, "
+                            f"{sum(int(p['lines']) for p in row['packages']):,} lines)." if row["packages"] else "."),
+        "",
+        "| holes | count | exact match | edit similarity |",
+        "|---|---|---|---|",
+        f"| line | {row['line_holes']} | {row['line_exact_match']:.1%} | {row['line_edit_similarity']:.3f} |",
+        f"| block | {row['block_holes']} | {row['block_exact_match']:.1%} | {row['block_edit_similarity']:.3f} |",
+        f"| all | {row['line_holes'] + row['block_holes']} | {row['exact_match']:.1%} | {row['edit_similarity']:.3f} |",
+        "",
+        f"Latency p50 {row['latency_p50_ms'] / 1000:.2f} s, p95 {row['latency_p95_ms'] / 1000:.2f} s. "
+        f"Stops: {', '.join(f'{k} {v}' for k, v in row['stop_reasons'].items())}. "
+        "Misses: " + "; ".join(f"{mode}: " + (", ".join(f"{k} {v}" for k, v in sorted(c.items(), key=lambda kv: -kv[1]))
+                                              or "none")
+                              for mode, c in row["misses"].items()) + ".",
+        "",
+        f"`{row['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lang", default="javascript,typescript,go,rust,c",
+                    help=f"comma-separated, of {', '.join(lang_sources.SOURCES)}")
+    ap.add_argument("--limit", type=int, default=60, help="holes per language (half lines, half blocks)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--out", default=None, help="results.json/results.md per language under this folder")
+    ap.add_argument("--json", default=None, help="write the figures here too")
+    ap.add_argument("--md", default=None, help="write the tables here")
+    ap.add_argument("--python", default=None, metavar="DIR",
+                    help="also Python, on this folder (e.g. /usr/lib/python3.11), to see what a change does there")
+    ap.add_argument("--misses", type=int, default=0, help="show this many misses per category")
+    a = ap.parse_args(argv)
+
+    from codefill.engine import Engine, EngineConfig
+
+    languages = [x for x in a.lang.split(",") if x]
+    try:
+        for lang in languages:  # install first: a missing package fails before the model loads
+            lang_sources.ensure(lang)
+    except lang_sources.SourcesUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    engine = Engine.load(EngineConfig().with_overrides(n_threads=a.threads), model=a.model)
+    rows = []
+    try:
+        for lang in languages:
+            rows.append(run_language(engine, lang, a.limit, a.seed, a.threads, a.out, a.misses))
+            print(table(rows[-1]), flush=True)
+        if a.python:
+            rows.append(run_language(engine, "python", a.limit, a.seed, a.threads, a.out, a.misses, root=a.python))
+            print(table(rows[-1]), flush=True)
+    finally:
+        engine.close()
+    command = "python bench/lang_repo.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if a.md:
+        with open(a.md, "w") as fh:
+            fh.write(f"<!-- {command} -->\n\n" + "\n".join(table(r) for r in rows))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"command": command, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
