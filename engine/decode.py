@@ -16,9 +16,10 @@ limits and cancellation as drawn ones, with their own draws' log-probabilities a
 from __future__ import annotations
 
 import codecs
+import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -185,6 +186,16 @@ class PromptLookup:
         return self._buf[start + np.arange(k) % period].tolist()
 
 
+DIVERSIONS = 2  # attempts per candidate that could not be what the hole holds (Stream.dead_end)
+# A statement that ends its block's flow, in Python and the C family (Go, Rust, JavaScript, Java, C#).
+_ENDS_FLOW = re.compile(r"(return|raise|throw|break|continue)\b")
+_COMMENT_STARTS = ("#", "//", "/*", "*", "--")
+
+
+def _width(line: str) -> int:
+    return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
+
+
 class Stream:
     """The decoding state of one candidate on sequence `seq`.
 
@@ -194,7 +205,7 @@ class Stream:
     batches)."""
 
     def __init__(self, seq: int, sampler: Sampler, rules: StopRules, heal: str = "",
-                 replay: Sequence[int] = (), avoid: int | None = None):
+                 replay: Sequence[int] = (), avoid: Collection[int] = ()):
         self.seq = seq
         self.sampler = sampler
         self.rules = rules
@@ -203,11 +214,19 @@ class Stream:
         ctx = rules.ctx
         # A line completion on a line that holds only its indentation must start with code, not end the line.
         self.no_leading_newline = rules.mode == "line" and bool(ctx.line_prefix) and not ctx.line_prefix.strip()
-        # The line after the cursor line, which a line completion on an empty line must not merely repeat (see `run`).
-        nxt = next((ln for ln in ctx.following_lines if ln.strip()), None) if not ctx.line_prefix.strip() else None
-        self.duplicate_of = nxt.strip() if nxt is not None and rules.mode == "line" else None
+        # What a line completion on an empty line must not be (see `run`, diversion): the next line again, or a
+        # statement that ends the block when more of the block's code follows it.
+        self.duplicate_of: str | None = None
+        self.code_follows = False
+        if rules.mode == "line" and not ctx.line_prefix.strip():
+            following = [ln for ln in ctx.following_lines if ln.strip()]
+            if following:
+                self.duplicate_of = following[0].strip()
+            code = next((ln for ln in following if not ln.lstrip().startswith(_COMMENT_STARTS)), None)
+            self.code_follows = code is not None and _width(code) >= _width(ctx.line_prefix)
         self.replay = list(replay)  # tokens this candidate must start with (a diversion re-walking another's start)
-        self.avoid = avoid  # the token it must not take right after them
+        self.avoid = np.array(sorted(avoid), dtype=np.int64)  # tokens it must not take right after them
+        self.refused: set[int] = set()  # first tokens of diversions that ended the block again (see `run`)
         self.acc = TextAccumulator()
         self.tokens: list[int] = []
         self.logprobs: list[float] = []  # nan for tokens that only re-produce the healed text
@@ -234,16 +253,24 @@ class Stream:
                                          self.no_leading_newline)
         elif n_chars == n_heal and (self.rules.no_leading_space or self.no_leading_newline):
             allowed = healing.candidates(b"", self.rules.no_leading_space, self.no_leading_newline)
-        if step == len(self.replay) and self.avoid is not None:
+        if step == len(self.replay) and len(self.avoid):
             if allowed is None:
                 allowed = np.arange(healing.n_vocab, dtype=np.int64)
-            allowed = allowed[allowed != self.avoid]
+            allowed = allowed[~np.isin(allowed, self.avoid)]
         return allowed
 
-    def duplicates_next_line(self) -> bool:
-        """A line completion that ended on its own and only repeats the next line (a filter drops it: nothing)."""
-        return (self.duplicate_of is not None and self.reason in (StopReason.NEWLINE, StopReason.EOS)
-                and self.text.strip() == self.duplicate_of)
+    def dead_end(self) -> str | None:
+        """Why a line completion that ended on its own cannot be what the hole holds, if it cannot: "repeat" (it only
+        repeats the next line; a filter would drop it) or "unreachable" (it returns, raises, breaks or continues, and
+        the block's code goes on below it: that code could never run)."""
+        if self.reason not in (StopReason.NEWLINE, StopReason.EOS):
+            return None
+        text = self.text.strip()
+        if self.duplicate_of is not None and text == self.duplicate_of:
+            return "repeat"
+        if self.code_follows and _ENDS_FLOW.match(text):
+            return "unreachable"
+        return None
 
     def add(self, draw: Draw, piece: bytes) -> bool:
         """Take a drawn token; False when a stop rule ended the candidate with it."""
@@ -286,14 +313,22 @@ class Stream:
                 elif reason == StopReason.MAX_TOKENS:
                     self.cut(0, reason)
 
-    def diversion(self, attempt: int) -> tuple[list[int], int] | None:
-        """(tokens to re-walk, token to refuse after them) for this candidate's `attempt`-th diversion (0 first):
-        at its `attempt`-th least likely token that produced text, where the model was least sure. None: no more."""
-        ranked = sorted((lp, i) for i, lp in enumerate(self.logprobs) if lp == lp)
+    def diversion(self, kind: str, attempt: int) -> tuple[list[int], set[int]] | None:
+        """(tokens to re-walk, tokens to refuse after them) for this candidate's `attempt`-th diversion (0 first), or
+        None when there is none. A repeat is left at its `attempt`-th least likely token that produced text, where the
+        model was least sure; an unreachable statement at its first token of code (`return`), and at the first
+        tokens of the diversions that ended the block again."""
+        content = [i for i, lp in enumerate(self.logprobs) if lp == lp]
+        if not content:
+            return None
+        if kind == "unreachable":
+            first = content[0]
+            return self.tokens[:first], {self.tokens[first], *self.refused}
+        ranked = sorted(content, key=lambda i: self.logprobs[i])
         if attempt >= len(ranked):
             return None
-        i = ranked[attempt][1]
-        return self.tokens[:i], self.tokens[i]
+        i = ranked[attempt]
+        return self.tokens[:i], {self.tokens[i]}
 
     def adopt(self, other: "Stream") -> None:
         """Take a diversion's outcome as this candidate's (its decoding work is added to this one's)."""
@@ -320,9 +355,6 @@ class Limits:
     stop_ids: frozenset[int] = frozenset()  # tokens that end a completion besides the vocabulary's end-of-generation
 
 
-DIVERSIONS = 2  # attempts per candidate that only repeated the next line
-
-
 def run(backend: Backend, streams: list[Stream], limits: Limits, healing: HealingIndex,
         cancelled: Callable[[], bool] = lambda: False) -> int:
     """Decode `streams` (forked from the evaluated prompt) until each has ended. Returns the batches fed.
@@ -335,30 +367,35 @@ def run(backend: Backend, streams: list[Stream], limits: Limits, healing: Healin
     reads no suffix writes the next line at every such hole (`return False` where `return True` comes before it).
     Such a candidate is decoded again from the same prompt along its own tokens up to the one it was least sure of,
     which it must not take again (then the second least sure: DIVERSIONS attempts), and the first diversion that
-    ends its line with other code replaces it."""
+    ends its line with other code replaces it. Likewise a line that returns (raises, breaks, continues) where the
+    block's code goes on below — the model, seeing no code after the cursor, ends the function at its first line —
+    is decoded again without that first token of code."""
     batches = _run(backend, streams, limits, healing, cancelled)
     if not getattr(backend, "enumerable", True):  # a server's tokens cannot be restricted to the ones re-walked
         return batches
     for attempt in range(DIVERSIONS):
-        stuck = [s for s in streams if s.sampler.greedy and s.duplicates_next_line()]
+        stuck = [(s, kind) for s in streams if s.sampler.greedy and (kind := s.dead_end())]
         if not stuck or cancelled() or (limits.deadline is not None and time.perf_counter() >= limits.deadline):
             break
-        tries: list[tuple[Stream, Stream]] = []
-        for s in stuck:
-            d = s.diversion(attempt)
+        tries: list[tuple[Stream, str, Stream]] = []
+        for s, kind in stuck:
+            d = s.diversion(kind, attempt)
             if d is not None:
-                tries.append((s, Stream(0, s.sampler, s.rules, s.heal, replay=d[0], avoid=d[1])))
-        for start in range(0, len(tries), max(1, backend.n_seq)):
-            wave = tries[start : start + max(1, backend.n_seq)]
+                tries.append((s, kind, Stream(0, s.sampler, s.rules, s.heal, replay=d[0], avoid=d[1])))
+        width = max(1, backend.n_seq)
+        for start in range(0, len(tries), width):
+            wave = tries[start : start + width]
             backend.fork(len(wave), limits.max_tokens)
-            for j, (_, t) in enumerate(wave):
+            for j, (_, _, t) in enumerate(wave):
                 t.seq = j
-            batches += _run(backend, [t for _, t in wave], limits, healing, cancelled)
-            for s, t in wave:
-                if t.reason in (StopReason.NEWLINE, StopReason.EOS) and t.text.strip() and not t.duplicates_next_line():
+            batches += _run(backend, [t for _, _, t in wave], limits, healing, cancelled)
+            for s, kind, t in wave:
+                if t.reason in (StopReason.NEWLINE, StopReason.EOS) and t.text.strip() and not t.dead_end():
                     s.adopt(t)
-                else:
-                    s.decoded += t.decoded  # the work was done, though its outcome is not taken
+                    continue
+                s.decoded += t.decoded  # the work was done, though its outcome is not taken
+                if kind == "unreachable" and len(t.tokens) > len(t.replay):
+                    s.refused.add(t.tokens[len(t.replay)])
     return batches
 
 

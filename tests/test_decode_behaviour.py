@@ -332,3 +332,31 @@ def test_a_line_hole_at_its_indentation_does_not_end_before_any_code(engine):
     assert task.prefix.endswith("\n    ")
     c = engine.complete(request_for(task))
     assert c.raw.strip() and not c.raw.startswith(("\n", "\r")) and c.text.strip()
+
+
+def test_a_line_that_returns_where_the_block_goes_on_is_diverted(engine, monkeypatch):
+    """HumanEval/0 line 0: at the first line of the body the model, seeing no code after the cursor, returns at
+    once; the (deeper) loop body below could then never run. Decoded again without that `return`, it writes code
+    that can."""
+    from codefill.engine import decode
+    from codefill.eval.humaneval import build_tasks
+    from codefill.eval.runner import request_for
+
+    task = next(t for t in build_tasks("single-line") if t.task_id == "HumanEval/0/single-line/0")
+    assert task.suffix.lstrip("\n").startswith("        for idx2, elem2 in enumerate(numbers):")
+    monkeypatch.setattr(decode, "DIVERSIONS", 0)
+    plain = engine.complete(request_for(task))
+    assert plain.text.startswith("return ")  # the control
+    monkeypatch.setattr(decode, "DIVERSIONS", 2)
+    diverted = engine.complete(request_for(task))
+    assert diverted.text.strip() and not re.match(r"(return|raise|break|continue)\b", diverted.text)
+    assert diverted.stop_reason == "newline"
+
+
+def test_a_return_before_a_dedent_or_a_comment_is_kept(engine):
+    """Where the block ends below the hole (the next code is less indented) a return is what it may hold; comment
+    lines in between do not count as code."""
+    doc = "def sign(x):\n    if x < 0:\n        \n        # negative\n    return 1\n"
+    c = engine.complete(CompletionRequest(text=doc, line=2, character=8, mode="line", time_budget_ms=None,
+                                          use_cache=False))
+    assert c.text.startswith("return"), c.text
