@@ -9,6 +9,12 @@ log-probability), `feed` has nothing to do (the server appended the token itself
 is how a cancelled or superseded request stops decoding on the server.
 
 One request at a time: the engine holds its lock around evaluate … rewind.
+
+Optional capabilities, found with getattr (a backend without them is still a backend): `warm(tokens, stop)` (evaluate
+a prompt ahead of time), `verify(seq, tokens, sampler)` (speculative decoding), `score(prompt, continuations)`
+(the log-probability of each token of given continuations of a prompt: suffix ranking for prefix-only models,
+Engine.score_suffix). LlamaRuntime has all three; the remote backend none (see remote.py), so on a server
+`--select suffix` ranks as `auto` does and the language server ranks alternatives as it does for FIM models.
 """
 
 from __future__ import annotations

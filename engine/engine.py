@@ -33,7 +33,9 @@ from .llama import LlamaRuntime
 from .models import resolve_model
 from .prompt import Prompt, PromptBuilder
 from .sampler import Sampler
+from .selection import contenders, rank
 from .stops import StopRules
+from .suffix import SUFFIX_WINDOW_TOKENS, continuation, suffix_score
 from .types import DEFAULT, Candidate, Completion, CompletionRequest, SampleSet, StopReason, Timings
 
 if TYPE_CHECKING:
@@ -401,6 +403,61 @@ class Engine:
             return [self.sample(req, 1, cancel=cancel).candidates[0].completion] * n
         s = self.sample(req, n, temperature=req.temperature, top_p=req.top_p, include_greedy=False, cancel=cancel)
         return [c.completion for c in s.candidates]
+
+    # ---------------------------------------------------------------- the suffix as evidence (prefix-only models)
+    @property
+    def scores_suffix(self) -> bool:
+        """Whether `score_suffix` can judge candidates by the text after the hole: the model has no FIM tokens (a FIM
+        model reads the suffix in its prompt already) and the backend can score tokens (llama.cpp in-process; an
+        inference server's completion APIs return no log-probabilities of given tokens, so not there)."""
+        return not self.format.is_fim and getattr(self.backend, "score", None) is not None
+
+    def score_suffix(self, req: CompletionRequest | Prepared, candidates: Sequence[Candidate], *,
+                     window: int = SUFFIX_WINDOW_TOKENS, cancel: threading.Event | None = None) -> list[Candidate]:
+        """`candidates` with their `suffix` score (types.SuffixScore): how likely the model finds the first `window`
+        tokens after the hole once the candidate is in place (suffix.continuation: tokenized with the candidate).
+        Each distinct text is scored once; all of them as continuations of the prompt in one batch (backend
+        `score`, in waves of its sequences). Returned unscored (as given) where the engine cannot score
+        (`scores_suffix`), when cancelled, or for a text the vocabulary cannot reproduce; a cancelled candidate is
+        never scored. A request: background work yields first."""
+        cands = list(candidates)
+        if not self.scores_suffix or not cands or (cancel is not None and cancel.is_set()):
+            return cands
+        p = self.prepare(req)
+        heal, suffix = p.prompt.heal, p.context.suffix
+        conts: dict[str, object] = {}
+        for c in cands:
+            if c.completion.stop_reason != StopReason.CANCELLED and c.text not in conts:
+                conts[c.text] = continuation(self.backend, heal, c.text, suffix, window)
+        todo = [(text, cont) for text, cont in conts.items() if cont is not None and cont.tokens]
+        if not todo:
+            return cands
+        self._foreground()
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                return cands
+            try:
+                lps = self.backend.score(p.tokens, [cont.tokens for _t, cont in todo])
+            finally:
+                self.backend.rewind()
+        scores = {text: suffix_score(cont, lp) for (text, cont), lp in zip(todo, lps)}
+        return [replace(c, suffix=scores[c.text]) if c.text in scores and c.completion.stop_reason != StopReason.CANCELLED
+                else c for c in cands]
+
+    def choose(self, req: CompletionRequest | Prepared, candidates: Sequence[Candidate], method: str = "auto", *,
+               cancel: threading.Event | None = None) -> list[Candidate]:
+        """`candidates` best first by selection `method` (selection.rank); `suffix` scores them first
+        (`score_suffix`), and where the engine cannot score (a FIM model, an inference server) ranks as `auto`
+        does — selection.rank's rule for unscored candidates."""
+        cands = list(candidates)
+        ctx = self.prepare(req).context
+        if method == "suffix" and len({c.text for c in cands}) > 1 and self.scores_suffix:
+            # Only what would not be dropped anyway (empty, breaking the syntax) is worth a place in the batch.
+            worth = {id(c) for c in contenders(cands, ctx)}
+            if len({c.text for c in cands if id(c) in worth}) > 1:
+                scored = iter(self.score_suffix(req, [c for c in cands if id(c) in worth], cancel=cancel))
+                cands = [next(scored) if id(c) in worth else c for c in cands]
+        return rank(cands, ctx, method)
 
     # ---------------------------------------------------------------- background work (idle time)
     @contextlib.contextmanager

@@ -341,8 +341,11 @@ class LlamaRuntime:
     def seq_tokens(self, seq: int = 0) -> list[int]:
         return self._seq_tokens[seq]
 
-    def _decode_batch(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
-        """items: (token, pos, seq, want_logits)."""
+    def _decode_batch(self, items: Sequence[tuple[int, int, int, bool]],
+                      after: Callable[[int, int], None] | None = None) -> None:
+        """items: (token, pos, seq, want_logits). Decoded in chunks of the batch's capacity; `after(start, n)` is
+        called after each chunk (items[start : start + n]), while its logits are still in llama.cpp's buffer
+        (`llama_get_logits_ith(ctx, i)` for the chunk's i-th item)."""
         L, b = self.L, self._batch
         for start in range(0, len(items), self._batch_cap):
             chunk = items[start : start + self._batch_cap]
@@ -361,6 +364,8 @@ class LlamaRuntime:
             for i, (_tok, _pos, seq, want) in enumerate(chunk):
                 if want:
                     self._logits_idx[seq] = i
+            if after is not None:
+                after(start, len(chunk))
 
     def sync(self, tokens: Sequence[int], seq: int = 0) -> tuple[int, int]:
         """Make sequence `seq` hold exactly `tokens` and compute the logits after the last one.
@@ -605,6 +610,69 @@ class LlamaRuntime:
         self.drafted_tokens += len(tokens) - 1
         self.accepted_tokens += keep - 1
         return draws
+
+    def score(self, prompt: Sequence[int], continuations: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """How likely the model finds each continuation of `prompt`: for every continuation c, log P(c[i] | prompt +
+        c[:i]) for each of its tokens (float64 arrays, in order). Sequence 0 is made to hold the prompt (what it
+        caches is kept, as `sync` keeps it); the continuations go on sequences 0 … n_seq-1 sharing the prompt's cells,
+        n_seq at a time, each wave in one batch (in chunks of n_batch) with the logits of every position. The
+        prompt's last token is evaluated again with each continuation, for the logits that score its first token.
+
+        Afterwards sequence 0 holds the prompt and the last wave's first continuation, the others are freed; the
+        prompt `evaluate` last made ready stays ready when it is this one (the next `fork` cuts sequence 0 back to it).
+        Used to rank candidates by the text after the hole (engine.Engine.score_suffix) for models that cannot read it."""
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ValueError("empty prompt")
+        conts = [[int(t) for t in c] for c in continuations]
+        longest = max((len(c) for c in conts), default=0)
+        if len(prompt) + longest > self.n_ctx:
+            raise ValueError(f"prompt and continuation of {len(prompt) + longest} tokens do not fit the context")
+        same = self._prompt_len == len(prompt) and self._seq_tokens[0][: len(prompt)] == prompt
+        head = len(prompt) - 1
+        n = self._keep_common_prefix(prompt, 0, head)
+        if n < head:  # (the engine evaluated this prompt just before: nothing to do here)
+            self._decode_batch([(t, n + i, 0, False) for i, t in enumerate(prompt[n:head])])
+            self._seq_tokens[0].extend(prompt[n:head])
+        if not same:
+            self._prompt_len, self._prompt_logits = 0, None  # sequence 0 no longer holds the last request's prompt
+        out: list[np.ndarray] = [np.zeros(0) for _ in conts]
+        L, last = self.L, prompt[-1]
+        width = max(1, self.n_seq)
+        for w0 in range(0, len(conts), width):
+            wave = list(range(w0, min(len(conts), w0 + width)))
+            for j in range(1, len(wave)):
+                self.copy_seq(0, j)
+            items: list[tuple[int, int, int, bool]] = []
+            targets: list[tuple[int, int, int]] = []  # per batch item with logits: (continuation, index, token)
+            for j, k in enumerate(wave):
+                c = conts[k]
+                out[k] = np.zeros(len(c))
+                for i, t in enumerate([last] + c):
+                    want = i < len(c)
+                    items.append((t, head + i, j, want))
+                    targets.append((k, i, c[i]) if want else (-1, 0, 0))
+            n_vocab = self.n_vocab
+
+            def read(start: int, count: int) -> None:
+                for i in range(count):
+                    k, idx, tok = targets[start + i]
+                    if k < 0:
+                        continue
+                    x = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(n_vocab,))
+                    m = float(x.max())
+                    logz = m + float(np.log(np.exp(x - np.float32(m)).sum(dtype=np.float64)))
+                    out[k][idx] = float(x[tok]) - logz
+
+            self._decode_batch(items, read)
+            for j, k in enumerate(wave):
+                self._seq_tokens[j].extend([last] + conts[k])
+                self._logits_idx.pop(j, None)
+            for j in range(1, len(wave)):
+                self.truncate(j, 0)
+            if w0 + width < len(conts):
+                self.truncate(0, head)
+        return out
 
     def rewind(self) -> None:
         """Sequences 1 … are freed; sequence 0 keeps its candidate's tokens after the prompt, since the person may

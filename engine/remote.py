@@ -17,6 +17,12 @@ How the backend seam (backend.Backend) maps onto a server:
 - Several candidates are several concurrent streams, each with its own sampler (greedy first, then seeded samples), so
   a server with several slots (`-np`) decodes them in one batch.
 
+No `score` (backend.py's optional capability behind suffix ranking, Engine.score_suffix): llama-server's
+/completion gives probabilities of the tokens it generates only. vLLM can return a prompt's log-probabilities
+(`prompt_logprobs`, or `echo` with `logprobs`), which could score candidates as one prompt each, but it is untested
+here (no GPU server to try it on) and costs a full request per candidate; so on a server `suffix` selection ranks as
+`auto` does, and says so (`suffix_scored: false` in `codefill complete --json`).
+
 Tokenizer: the model's GGUF loaded vocabulary-only when the user has it (`--model`: fast and exact), else the server's
 own /tokenize and /detokenize. What is sent is only the prompt window (a few hundred lines around the cursor and the
 snippets the prompt holds), never a whole file.

@@ -9,6 +9,10 @@ like it) and the CompletionContext they complete, and ranks them best first.
 - `syntax`: candidates that keep the buffer parseable first (Python's parser; JSON's; unknown elsewhere), then logprob.
 - `auto`: drop candidates that break the syntax and empty ones (unless nothing else is left), then score each cluster
   by `cluster_weight · log(size/n) + max mean-logprob of its members`, and take the best member of the best cluster.
+- `suffix`: the text after the hole as evidence (prefix-only models; the scores come from Engine.score_suffix):
+  drop what `auto` drops, then rank by `suffix_logprob + suffix_candidate_weight · candidate_logprob` of each
+  candidate's types.SuffixScore. Candidates without a score rank after those with one; when none has one (a FIM
+  model, an inference server, nothing scored) this is `auto`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-METHODS = ("first", "logprob", "cluster", "syntax", "auto")
+METHODS = ("first", "logprob", "cluster", "syntax", "auto", "suffix")
 ALIASES = {"agreement": "cluster"}  # the issue's name for the cluster selector
 
 
@@ -32,6 +36,9 @@ class SelectionWeights:
     cluster_weight: float = 1.0  # how much a doubling of agreement is worth, in nats of mean log-probability
     drop_syntax_errors: bool = True
     drop_empty: bool = True
+    # `suffix`: how much the candidate's own tokens count beside the suffix's (1: the joint probability of candidate and
+    # suffix window, i.e. the candidate's posterior given the suffix; 0: the suffix alone).
+    suffix_candidate_weight: float = 1.0
 
 
 DEFAULT_WEIGHTS = SelectionWeights()
@@ -159,6 +166,19 @@ def rank(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeig
         ok = [syntax_ok(ctx, c.text) for c in cands]
         order.sort(key=lambda i: (empty[i], ok[i] is False, -lp[i]))
         return [cands[i] for i in order]
+    if method == "suffix":
+        if not any(getattr(c, "suffix", None) is not None for c in cands):
+            return rank(cands, ctx, "auto", weights)
+        bad = _dropped(cands, ctx, clusters(cands, language), empty, weights)
+
+        def key(i):
+            sc = getattr(cands[i], "suffix", None)
+            if sc is None:
+                return (bad[i], 1, 0.0, -lp[i])
+            return (bad[i], 0, -(sc.suffix_logprob + weights.suffix_candidate_weight * sc.candidate_logprob), -lp[i])
+
+        order.sort(key=key)
+        return [cands[i] for i in order]
     groups = clusters(cands, language)
     if method == "cluster":
         size = {i: len(g) for g in groups for i in g}
@@ -166,14 +186,7 @@ def rank(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeig
         return [cands[i] for i in order]
     # auto
     n = len(cands)
-    ok = {}
-    for g in groups:  # one parse per distinct answer
-        v = syntax_ok(ctx, cands[g[0]].text) if weights.drop_syntax_errors else None
-        for i in g:
-            ok[i] = v
-    bad = [(weights.drop_empty and empty[i]) or ok[i] is False for i in range(n)]
-    if all(bad):
-        bad = [weights.drop_empty and empty[i] for i in range(n)] if not all(empty) else [False] * n
+    bad = _dropped(cands, ctx, groups, empty, weights)
     scored = []
     for g in groups:
         members = [i for i in g if not bad[i]]
@@ -190,6 +203,30 @@ def rank(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeig
     seen = set(out)
     out.extend(sorted((i for i in range(n) if i not in seen), key=lambda i: (empty[i], -lp[i])))
     return [cands[i] for i in out]
+
+
+def _dropped(cands: Sequence, ctx, groups: list[list[int]], empty: list[bool], weights: SelectionWeights) -> list[bool]:
+    """`auto`'s rule: candidates that break the syntax and empty ones are dropped, unless nothing else is left (then
+    only the empty ones, unless all are empty)."""
+    n = len(cands)
+    ok = {}
+    for g in groups:  # one parse per distinct answer
+        v = syntax_ok(ctx, cands[g[0]].text) if weights.drop_syntax_errors else None
+        for i in g:
+            ok[i] = v
+    bad = [(weights.drop_empty and empty[i]) or ok[i] is False for i in range(n)]
+    if all(bad):
+        bad = [weights.drop_empty and empty[i] for i in range(n)] if not all(empty) else [False] * n
+    return bad
+
+
+def contenders(candidates: Sequence, ctx, weights: SelectionWeights = DEFAULT_WEIGHTS) -> list:
+    """The candidates `auto` and `suffix` do not drop (those worth scoring by the suffix: the others rank last
+    whatever their score)."""
+    cands = list(candidates)
+    empty = [not c.text.strip() for c in cands]
+    bad = _dropped(cands, ctx, clusters(cands, getattr(ctx, "language", None)), empty, weights)
+    return [c for c, b in zip(cands, bad) if not b]
 
 
 def select(candidates: Sequence, ctx, method: str = "auto", weights: SelectionWeights = DEFAULT_WEIGHTS):

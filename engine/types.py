@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .context import CompletionContext, Position, Range, Snippet
 
 __all__ = [
-    "CompletionRequest", "Completion", "Timings", "Candidate", "SampleSet", "Position", "Range", "Snippet",
+    "CompletionRequest", "Completion", "Timings", "Candidate", "SuffixScore", "SampleSet", "Position", "Range", "Snippet",
     "StopReason", "DEFAULT", "EngineDefault",
 ]
 
@@ -145,6 +145,24 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class SuffixScore:
+    """How likely the model finds the text after the hole once a candidate is in place (Engine.score_suffix, for
+    models that cannot read the suffix in their prompt): the candidate and the first tokens after the hole are
+    tokenized together, as the document will hold them, and scored as a continuation of the prompt."""
+
+    suffix_logprob: float  # sum of the log-probabilities of the tokens that carry text after the hole
+    suffix_tokens: int
+    candidate_logprob: float  # sum over the tokens before them (the healed text and the candidate)
+    candidate_tokens: int
+    token_logprobs: tuple[float, ...] = ()  # the suffix tokens' own, in order (a shorter window is a prefix sum)
+
+    @property
+    def joint(self) -> float:
+        """log P(candidate, suffix window | prefix): the candidate's posterior given the suffix, up to a constant."""
+        return self.suffix_logprob + self.candidate_logprob
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One of several completions decoded from one prompt evaluation, with the decode-pass signals the selectors and
     the confidence gate use."""
@@ -156,6 +174,7 @@ class Candidate:
     entropies: tuple[float, ...] = ()  # entropy (nats) of the full next-token distribution at each kept token
     tokens: tuple[int, ...] = ()  # kept token ids
     decoded_tokens: int = 0  # tokens decoded, including those a stop rule cut off
+    suffix: SuffixScore | None = None  # set by Engine.score_suffix (prefix-only models); None: not scored
 
     @property
     def text(self) -> str:

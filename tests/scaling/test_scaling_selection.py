@@ -88,7 +88,7 @@ def test_auto_keeps_something_when_everything_is_bad():
 def test_first_and_unknown_methods():
     cs = [C("a = 1", (-3.0,)), C("a = 2", (-0.1,))]
     assert select(cs, ctx(), "first") is cs[0]
-    assert set(METHODS) == {"first", "logprob", "cluster", "syntax", "auto"}
+    assert set(METHODS) == {"first", "logprob", "cluster", "syntax", "auto", "suffix"}
     with pytest.raises(ValueError):
         select(cs, ctx(), "vote")
     with pytest.raises(ValueError):
