@@ -64,6 +64,12 @@ def humaneval(
     samples: str = typer.Option("1", "--samples", "-k",
                                 help="Completions per task K; pass@k is reported for k ≤ K. With --coverage a list: 1,2,4,8,16."),
     coverage: bool = typer.Option(False, "--coverage", help="Coverage@k for the listed k, the exp(a·k^b) fit and a PNG plot."),
+    candidates: int = typer.Option(1, "--candidates", "-n", min=1, max=64,
+                                   help="One answer per task chosen among N candidates (greedy + N-1 samples from one "
+                                        "prompt evaluation) by --select; its latency covers them all."),
+    select: str = typer.Option("auto", "--select",
+                               help="How -n candidates are chosen: suffix (the text after the hole as evidence, "
+                                    "prefix-only models; else auto) | auto | logprob | cluster | syntax | first."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 with one sample: greedy. With K>1, 0 means 0.8."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling (with K>1 and temperature 0: 0.95)."),
     completion_mode: str = typer.Option("task", "--completion-mode",
@@ -86,15 +92,18 @@ def humaneval(
     results.md to the results directory.
 
     Example: codefill eval humaneval --mode single-line --limit 150 --seed 0 --threads 1
+    Example: codefill eval humaneval --mode single-line --limit 150 --seed 0 --threads 1 -n 4 --select suffix
     """
     # Imported here, not at the top: the harness would slow down every `codefill --help`.
     from codefill.eval.coverage import format_study, parse_ks, study_from_records
     from codefill.eval.humaneval import MODES, build_tasks, sample_tasks
     from codefill.eval.report import default_out_dir
+    from codefill.engine.selection import ALIASES, METHODS
     from codefill.eval.runner import COMPLETION_MODES, evaluate
 
     _check_choice("--mode", mode, MODES)
     _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
+    _check_choice("--select", select, METHODS + tuple(ALIASES))
     try:
         ks = parse_ks(samples)
     except ValueError as exc:
@@ -103,14 +112,17 @@ def humaneval(
     if "," in samples and not coverage:
         raise typer.BadParameter("a list of sample counts needs --coverage")
     samples_n = max(ks)
+    if candidates > 1 and samples_n > 1:
+        raise typer.BadParameter("--candidates chooses one answer per task: use it with --samples 1")
     tasks = sample_tasks(build_tasks(mode, seed), limit, seed)
-    engine = load_engine(model, threads=threads, n_seq=min(samples_n, 16) if samples_n > 1 else None)
+    width = max(samples_n, candidates)
+    engine = load_engine(model, threads=threads, n_seq=min(width, 16) if width > 1 else None)
     try:
         with _progress(f"humaneval {mode}", len(tasks) * (1 + samples_n)) as cb:
             report = evaluate(
                 engine, tasks, samples=samples_n, temperature=temperature, top_p=top_p, seed=seed,
                 completion_mode=completion_mode, max_tokens=max_tokens, workers=workers, timeout=timeout,
-                progress=cb,
+                progress=cb, candidates=candidates, select=ALIASES.get(select, select),
             )
     finally:
         engine.close()

@@ -40,6 +40,8 @@ class SampleRecord:
     token_logprobs: list[float] = field(default_factory=list)
     output: str = ""  # tail of the test output when it failed
     mode: str = ""  # the engine's completion mode ("line" | "block")
+    chosen: int | None = None  # with candidates: the index of the one selected (0: greedy)
+    distinct: int | None = None  # with candidates: how many distinct texts they had
 
 
 @dataclass
@@ -161,6 +163,17 @@ def complete_task(engine, task: InfillTask, samples: int = 1, **kw) -> list:
     return list(engine.complete_many(req, samples))
 
 
+def choose_task(engine, task: InfillTask, candidates: int, select: str, **kw):
+    """One answer for a task chosen among `candidates` (the greedy one plus candidates-1 samples at
+    SAMPLE_TEMPERATURE/SAMPLE_TOP_P, from one prompt evaluation: `Engine.sample`) by selection `select`
+    (`Engine.choose`: `suffix` scores them by the text after the hole first). Returns the chosen Candidate and the
+    number of distinct texts among them."""
+    req = request_for(task, **kw)
+    s = engine.sample(req, candidates)
+    ranked = engine.choose(req, s.candidates, select)
+    return ranked[0], len({c.text for c in s.candidates})
+
+
 def inserted_text(task: InfillTask, filled: str, completion) -> str:
     """What the completion put in the hole: the filled document between the task's prefix and suffix (the
     completion's own text when it also changed text outside the hole)."""
@@ -183,10 +196,15 @@ def evaluate(
     workers: int | None = None,
     timeout: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
+    candidates: int = 1,
+    select: str = "auto",
 ) -> EvalReport:
     """Complete every task `samples` times through `engine.complete` / `engine.complete_many` (see `request_for`);
     when `execute`, run HumanEval's tests on every filled document (`workers` programs at once, `timeout` seconds
     each). `progress(done, total)` is called after each completion and each test program.
+
+    `candidates` > 1 (with one sample): each task's answer is chosen among that many candidates by `select`
+    (`choose_task`), and its latency is the whole of it (decoding every candidate, and scoring them for `suffix`).
 
     Two phases: all completions first, with nothing else running (test programs competing for the cores would
     distort the latencies, and llama.cpp's threads degrade badly when the cores are oversubscribed), then the
@@ -194,6 +212,10 @@ def evaluate(
     """
     if samples < 1:
         raise ValueError("samples must be at least 1")
+    if candidates < 1:
+        raise ValueError("candidates must be at least 1")
+    if candidates > 1 and samples > 1:
+        raise ValueError("candidates (one answer chosen among several) needs samples = 1")
     temperature, top_p = sampling_settings(samples, temperature, top_p)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     records: list[TaskRecord] = []
@@ -203,10 +225,16 @@ def evaluate(
     for n, task in enumerate(tasks):
         results = []
         t0 = time.perf_counter()
-        completions = complete_task(
-            engine, task, samples, completion_mode=completion_mode, temperature=temperature, top_p=top_p,
-            seed=seed, max_tokens=max_tokens,
-        )
+        chosen = distinct = None
+        if candidates > 1:
+            cand, distinct = choose_task(engine, task, candidates, select, completion_mode=completion_mode,
+                                         seed=seed, max_tokens=max_tokens)
+            completions, chosen = [cand.completion], cand.index
+        else:
+            completions = complete_task(
+                engine, task, samples, completion_mode=completion_mode, temperature=temperature, top_p=top_p,
+                seed=seed, max_tokens=max_tokens,
+            )
         per_sample_ms = (time.perf_counter() - t0) * 1000 / max(1, len(completions))
         for c in completions:
             filled = apply_completion(task.document, c)
@@ -214,9 +242,10 @@ def evaluate(
             rec = SampleRecord(
                 text=c.text, passed=None, status="not-run", exact=exact_match(inserted, task.target),
                 edit_sim=round(edit_similarity(inserted.strip(), task.target.strip()), 4),
-                latency_ms=round(c.timings.total_ms or per_sample_ms, 2), stop_reason=c.stop_reason,
-                decode_tokens=c.timings.decode_tokens, logprob_mean=c.logprob_mean, logprob_min=c.logprob_min,
-                token_logprobs=[round(x, 4) for x in c.token_logprobs], mode=c.mode,
+                latency_ms=round(per_sample_ms if candidates > 1 else (c.timings.total_ms or per_sample_ms), 2),
+                stop_reason=c.stop_reason, decode_tokens=c.timings.decode_tokens, logprob_mean=c.logprob_mean,
+                logprob_min=c.logprob_min, token_logprobs=[round(x, 4) for x in c.token_logprobs], mode=c.mode,
+                chosen=chosen, distinct=distinct,
             )
             if execute:
                 programs.append((rec, program_for(problem_by_id(task.problem_id), filled)))
@@ -249,6 +278,9 @@ def evaluate(
         "temperature": temperature,
         "top_p": top_p,
         "completion_mode": completion_mode,
+        "candidates": candidates,
+        "select": select if candidates > 1 else None,
+        "suffix_scored": bool(candidates > 1 and select == "suffix" and getattr(engine, "scores_suffix", False)),
         "max_tokens": max_tokens,
         "timeout_s": timeout,
         "python": sys.version.split()[0],
