@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import typer
 
 from codefill.engine import DEFAULT, CompletionRequest, read_source_file
 from codefill.engine.config import MAX_CONTEXT, MAX_THREADS, MAX_TOKENS, MIN_CONTEXT
 from codefill.engine.gate import Gate
-from codefill.engine.selection import ALIASES, METHODS, mean_logprob, rank
+from codefill.engine.selection import ALIASES, METHODS, mean_logprob
 
 from .common import API_KEY_HELP, SERVER_HELP, SERVER_MODEL_HELP, load_engine, parse_location, server_settings
 
@@ -28,7 +29,7 @@ def complete(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", "-n", min=1, max=64, help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
-    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | logprob | agreement (cluster) | syntax | first."),
+    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | suffix (the text after the cursor as evidence, for models without FIM tokens; elsewhere auto) | logprob | agreement (cluster) | syntax | first."),
     server: str = typer.Option(None, "--server", help=SERVER_HELP),
     server_model: str = typer.Option(None, "--server-model", help=SERVER_MODEL_HELP),
     api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
@@ -62,18 +63,25 @@ def complete(
     extra = None
     if samples > 1:
         s = engine.sample(prepared, samples)
-        ranked = rank(s.candidates, s.context, select)
+        t0 = time.perf_counter()
+        ranked = engine.choose(prepared, s.candidates, ALIASES.get(select, select))
+        choose_ms = (time.perf_counter() - t0) * 1000
         result = ranked[0].completion
+        by_index = {c.index: c for c in ranked}  # (scored by the text after the cursor, for `suffix`)
         extra = {
             "selected": ranked[0].index,
             "select": select,
+            # `suffix` where the engine cannot score (a FIM model, an inference server) ranks as `auto`
+            "suffix_scored": any(c.suffix is not None for c in ranked),
             "candidates": [
                 {"index": c.index, "text": c.text, "greedy": c.greedy, "stop_reason": c.completion.stop_reason,
                  "logprob_mean": round(mean_logprob(c), 4) if c.token_logprobs else None,
+                 "suffix_logprob": None if by_index[c.index].suffix is None else round(by_index[c.index].suffix.suffix_logprob, 4),
                  "confidence": round(gate.score(c, s.context), 4), "decoded_tokens": c.decoded_tokens}
                 for c in s.candidates
             ],
-            "cost": s.timings.to_dict() | {"batches": s.batches, "candidates": len(s.candidates)},
+            "cost": s.timings.to_dict() | {"batches": s.batches, "candidates": len(s.candidates),
+                                           "select_ms": round(choose_ms, 2)},
         }
     else:
         result = engine.complete(prepared)
