@@ -8,7 +8,10 @@
   Answers typed through (the user typed what the last suggestion predicted) are shown without asking again.
 - Invoked triggers (the editor's "trigger inline suggestion") are never hidden: the greedy completion first, then
   distinct alternatives to cycle through (settings `suggestions`, `temperature`), sampled together from one prompt
-  evaluation and ranked best first; sampling stops after three decoding time budgets.
+  evaluation and ranked best first; sampling stops after three decoding time budgets. For a model without FIM tokens
+  (in-process), the greedy answer and the alternatives are ranked together by the text after the cursor
+  (`suffixRanking`, default "invoked"; Engine.score_suffix): the one the suffix supports best comes first.
+  HumanEval single-line, embedded model: +N points pass@1 over greedy for ~+M% latency (bench/results/suffix-ranking.md).
 - `context.selectedCompletionInfo` (the item selected in the completion popup): the completion is computed as if
   that item was accepted, and every answer replaces the item's range and starts with its text, as the spec asks.
 - Each item's `range` is exactly what it replaces (usually the empty range at the cursor), in the negotiated encoding.
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from codefill.engine import Completion, Engine
+from codefill.engine import Candidate, Completion, Engine
 from codefill.engine.adaptive import AdaptivePolicy, adaptive_complete
 from codefill.engine.config import SAMPLE_TOP_P
 from codefill.engine.gate import features
@@ -48,6 +51,10 @@ log = logging.getLogger(__name__)
 # where decoding 8 sequences together costs about what one does. On a CPU the default is none: on 2 cores they added
 # 4 right suggestions out of 255 requests for +1.2 s at each new position (bench/lsp_latency.py, argparse.py).
 GPU_ADAPTIVE_SAMPLES = 7
+# Samples beside the greedy answer when the suffix ranks them (invoked requests; automatic ones with suffixRanking
+# "always" where adaptiveSamples is 0, its CPU default): with 8 candidates in all the suffix gained most on HumanEval
+# single-line, with 4 about a quarter of that (bench/results/suffix-ranking.md).
+SUFFIX_SAMPLES = 7
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,9 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
     if k is None:
         # (on a shared inference server every extra candidate is another stream on other people's GPU: opt-in)
         k = GPU_ADAPTIVE_SAMPLES if engine.accelerated and not getattr(engine, "remote", False) else 0
+    by_suffix = settings.suffix_ranking == "always" and getattr(engine, "scores_suffix", False)
+    if by_suffix and k == 0:
+        k = SUFFIX_SAMPLES
     prepared = engine.prepare(req)
     if gate is None or (threshold <= 0 and k == 0):
         c = engine.complete(prepared, cancel=cancel)
@@ -134,6 +144,12 @@ def _gated(ls: "CodefillLanguageServer", engine: Engine, req, settings, cancel) 
     r = adaptive_complete(engine, prepared, gate=gate, policy=policy, cancel=cancel, first="complete")
     if r.completion.stop_reason == StopReason.CANCELLED or cancel.is_set():
         return []
+    if by_suffix and r.n_samples > 1:  # the pool the gate asked for, chosen by the text after the cursor instead
+        chosen = engine.choose(prepared, r.sample_set.candidates, "suffix", cancel=cancel)[0]
+        if cancel.is_set():
+            return []
+        r = replace(r, chosen=chosen, completion=chosen.completion,
+                    chosen_probability=r.probability if chosen is r.first else gate.score(chosen, _context(prepared)))
     if r.chosen is not r.first:
         engine.remember(prepared, r.completion)  # typing through the shown candidate is answered from it
     if not r.should_show(threshold):
@@ -158,12 +174,30 @@ def _alternatives(engine: Engine, req, settings, n: int, cancel) -> list:
     budget = engine.config.decode.time_budget_ms if settings.time_budget_ms is DEFAULT else settings.time_budget_ms
     samples = replace(req, temperature=settings.temperature, top_p=SAMPLE_TOP_P, use_cache=False, seed=req.seed + 1,
                       time_budget_ms=None if budget is None else 3 * budget)
-    s = engine.sample(samples, 2 * (n - 1), include_greedy=False, cancel=cancel)
+    by_suffix = settings.suffix_ranking != "off" and getattr(engine, "scores_suffix", False)
+    k = max(2 * (n - 1), SUFFIX_SAMPLES if by_suffix else 0)
+    s = engine.sample(samples, k, include_greedy=False, cancel=cancel)
     if cancel.is_set():
         return []
     language = s.context.language
+    sampled = [c for c in s.candidates if c.completion.stop_reason != StopReason.CANCELLED]
+    if by_suffix and sampled:
+        # The greedy answer competes with the samples: the text after the cursor decides which comes first.
+        greedy = Candidate(first, index=-1, seed=req.seed, greedy=True)
+        ranked = engine.choose(prepared, [greedy, *sampled], "suffix", cancel=cancel)
+        if cancel.is_set():
+            return []
+        out, seen = [], set()
+        for cand in ranked:
+            key = normalize(cand.text, language)
+            if cand.text.strip() and key not in seen and len(out) < n:
+                seen.add(key)
+                out.append(_answer(first if cand is greedy else cand, s.context))
+        if out and out[0].completion is not first:
+            engine.remember(prepared, out[0].completion)  # typing through the first item is answered from it
+        return out or [_answer(first, _context(prepared))]
     seen = {normalize(first.text, language)}
-    for cand in rank([c for c in s.candidates if c.completion.stop_reason != StopReason.CANCELLED], s.context, "auto"):
+    for cand in rank(sampled, s.context, "auto"):
         key = normalize(cand.text, language)
         if cand.text.strip() and key not in seen and len(out) < n:
             seen.add(key)

@@ -25,6 +25,15 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
                      suggestions for +1.2 s at a new position; bench/lsp_latency.py) and on an inference server
                      (each candidate is one more stream on a shared server)
     gateFile         a gate fitted for your model (JSON, see bench/scaling_gate.py); default: the shipped one
+    suffixRanking    for a model without FIM tokens (it completes from the text before the cursor alone), rank
+                     candidates by how likely the model finds the text after the cursor once each is in place:
+                     "invoked" (default): the alternatives of an invoked request, the greedy answer among them;
+                     "always": automatic requests too — when the gate is unsure, `adaptiveSamples` more candidates
+                     (7 where that is 0) are decoded and the one the suffix supports best is shown; "off": never.
+                     An invoked request ranked by the suffix decodes at least 7 alternatives beside the greedy one
+                     Nothing changes for FIM models (their prompt holds the suffix) or on an inference server (it
+                     cannot score given tokens): there the alternatives are ranked as before
+                     (bench/results/suffix-ranking.md)
     server           an inference server to complete with instead of the in-process model: llama-server
                      (http://host:8080) or OpenAI-compatible (http://host:8000/v1); null (default): none, nothing
                      leaves the machine. Also CODEFILL_SERVER or `server` in the config file
@@ -85,6 +94,7 @@ class Settings:
     server_model: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never shown
     stats: bool = True  # acceptance statistics, local only (lsp/stats.py)
+    suffix_ranking: str = "invoked"  # "off" | "invoked" | "always" (prefix-only models in-process; see inline.py)
 
     def model_key(self) -> tuple:
         """What the loaded model depends on: a change here reloads it."""
@@ -123,6 +133,15 @@ def _mode(v):
 def _bool(v):
     if not isinstance(v, bool):
         raise ValueError("true or false")
+    return v
+
+
+SUFFIX_RANKING = ("off", "invoked", "always")
+
+
+def _suffix_ranking(v):
+    if v not in SUFFIX_RANKING:
+        raise ValueError('"off", "invoked" or "always"')
     return v
 
 
@@ -208,7 +227,7 @@ _PARSERS = {
     "context_size": _context, "prefix_tokens": _prefix, "warm_windows": _windows, "snippets": _count, "completion_fallback": _opt_bool,
     "warmup": _opt_bool, "warmup_tokens_per_minute": _count,
     "gate_threshold": _threshold, "adaptive_samples": _samples, "gate_file": _path, "server": _url,
-    "server_model": _name, "api_key": _key, "stats": _bool,
+    "server_model": _name, "api_key": _key, "stats": _bool, "suffix_ranking": _suffix_ranking,
 }
 _SECRET = {"api_key"}
 

@@ -146,14 +146,27 @@ async def test_incremental_edits_in_utf16_agree_with_the_cli(client: LanguageCli
 
 
 async def test_invoked_offers_distinct_alternatives_led_by_the_automatic_one(client: LanguageClient, tmp_path):
+    """With `suffixRanking: "off"` the greedy (automatic) answer leads; by default (the embedded model has no FIM
+    tokens) the alternatives and it are ranked by the text after the cursor (tests/lsp/test_inline_suffix.py)."""
     text = "import math\n\n\ndef circle_area(radius):\n    return \n"
-    async with opened(client, tmp_path / "circle.py", text) as uri:
-        auto = await client.text_document_inline_completion_async(inline_params(uri, 4, 11))
-        invoked = await client.text_document_inline_completion_async(inline_params(uri, 4, 11, invoked=True))
+
+    def configure(**kw):
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"codefill": kw}))
+
+    try:
+        async with opened(client, tmp_path / "circle.py", text) as uri:
+            auto = await client.text_document_inline_completion_async(inline_params(uri, 4, 11))
+            configure(suffixRanking="off")
+            invoked = await client.text_document_inline_completion_async(inline_params(uri, 4, 11, invoked=True))
+            configure(suffixRanking="invoked")
+            ranked = await client.text_document_inline_completion_async(inline_params(uri, 4, 11, invoked=True))
+    finally:
+        configure(suffixRanking="invoked")
     assert len(auto.items) == 1
-    texts = [i.insert_text for i in invoked.items]
-    assert len(texts) >= 2 and len(set(t.rstrip() for t in texts)) == len(texts)
-    assert texts[0] == auto.items[0].insert_text
+    for res in (invoked, ranked):
+        texts = [i.insert_text for i in res.items]
+        assert len(texts) >= 2 and len(set(t.rstrip() for t in texts)) == len(texts)
+    assert invoked.items[0].insert_text == auto.items[0].insert_text
 
 
 async def test_selected_completion_item_is_extended_and_replaced(client: LanguageClient, tmp_path):

@@ -1,0 +1,62 @@
+"""Invoked inline completions ranked by the text after the cursor (lsp/inline.py `_alternatives`, setting
+`suffixRanking`), on the real embedded model in-process: with "invoked" (the default) the first item is the one the
+suffix supports best among those offered; with "off" it is the greedy answer, as before."""
+
+import threading
+
+import pytest
+
+from codefill.engine import CompletionRequest, Engine, EngineConfig
+from codefill.engine.selection import DEFAULT_WEIGHTS
+from codefill.lsp.inline import _alternatives
+from codefill.lsp.settings import Settings, merge
+
+DOCS = [
+    ("def show(xs):\n    \n    for v in values:\n        print(v)\n", 1, 4),
+    ("def total(prices):\n    \n    return subtotal * 1.2\n", 1, 4),
+    ("import math\n\n\ndef circle_area(radius):\n    return \n", 4, 11),
+]
+
+
+@pytest.fixture(scope="module")
+def eng():
+    e = Engine.load(EngineConfig(n_threads=1, n_seq=8))
+    yield e
+    e.close()
+
+
+def _req(text, line, col):
+    return CompletionRequest(text=text, line=line, character=col, path="doc.py", document_id=f"file:///{line}.py",
+                             time_budget_ms=None)
+
+
+@pytest.mark.parametrize("text,line,col", DOCS)
+def test_invoked_items_are_led_by_the_one_the_suffix_supports_best(eng, text, line, col):
+    settings = Settings(time_budget_ms=None)
+    assert settings.suffix_ranking == "invoked" and eng.scores_suffix
+    req = _req(text, line, col)
+    items = _alternatives(eng, req, settings, 3, threading.Event())
+    assert len(items) >= 2
+    scored = eng.score_suffix(req, [_as_candidate(a.completion, i) for i, a in enumerate(items)])
+    w = DEFAULT_WEIGHTS.suffix_candidate_weight
+    joint = [c.suffix.suffix_logprob + w * c.suffix.candidate_logprob for c in scored]
+    assert joint[0] == max(joint), (joint, [a.completion.text for a in items])
+    off = _alternatives(eng, req, merge(settings, {"suffixRanking": "off"})[0], 3, threading.Event())
+    greedy = eng.complete(req)
+    assert off[0].completion.text == greedy.text  # the old order: the greedy answer first
+
+
+def test_the_ranking_changes_what_comes_first_somewhere(eng):
+    """Not a no-op: on at least one of these documents the suffix puts another answer before the greedy one."""
+    firsts = []
+    for text, line, col in DOCS:
+        req = _req(text, line, col)
+        items = _alternatives(eng, req, Settings(time_budget_ms=None), 3, threading.Event())
+        firsts.append(items[0].completion.text != eng.complete(req).text)
+    assert any(firsts)
+
+
+def _as_candidate(completion, i):
+    from codefill.engine import Candidate
+
+    return Candidate(completion, index=i, seed=i, greedy=False)
