@@ -60,3 +60,27 @@ def _as_candidate(completion, i):
     from codefill.engine import Candidate
 
     return Candidate(completion, index=i, seed=i, greedy=False)
+
+
+def test_always_ranks_an_unsure_automatic_answer_by_the_suffix(eng):
+    """suffixRanking "always": an automatic request whose greedy answer the gate doubts gets SUFFIX_SAMPLES more
+    candidates (adaptiveSamples is 0, the CPU default) and shows the one the suffix supports best — at least as well
+    as the greedy answer, which "invoked" shows there."""
+    from types import SimpleNamespace
+
+    from codefill.engine.gate import Gate
+    from codefill.lsp.inline import _gated
+
+    server = SimpleNamespace(gate=Gate.load())  # _gated reads the server's gate only
+    text, line, col = DOCS[1]
+    req = _req(text, line, col)
+    greedy = eng.complete(req)
+    assert server.gate.score(greedy, eng.prepare(req).context) < 0.4  # unsure: the case "always" is for
+    base = merge(Settings(time_budget_ms=None), {"gateThreshold": 0, "adaptiveSamples": 0})[0]
+    plain = _gated(server, eng, req, base, threading.Event())
+    ranked = _gated(server, eng, req, merge(base, {"suffixRanking": "always"})[0], threading.Event())
+    assert plain[0].completion.text == greedy.text
+    w = DEFAULT_WEIGHTS.suffix_candidate_weight
+    a, b = eng.score_suffix(req, [_as_candidate(greedy, 0), _as_candidate(ranked[0].completion, 1)])
+    assert b.suffix.suffix_logprob + w * b.suffix.candidate_logprob >= a.suffix.suffix_logprob + w * a.suffix.candidate_logprob
+    assert ranked[0].completion.text != greedy.text
