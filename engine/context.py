@@ -18,32 +18,88 @@ MAX_DOCUMENT_CHARS = 8_000_000
 
 LANGUAGES = {
     ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".jsx": "javascriptreact", ".ts": "typescript", ".tsx": "typescriptreact", ".go": "go", ".rs": "rust",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".java": "java",
+    ".jsx": "javascriptreact", ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".tsx": "typescriptreact", ".go": "go", ".rs": "rust", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".java": "java",
     ".kt": "kotlin", ".swift": "swift", ".rb": "ruby", ".php": "php", ".cs": "csharp", ".scala": "scala",
     ".lua": "lua", ".sh": "shellscript", ".bash": "shellscript", ".zsh": "shellscript", ".sql": "sql",
     ".html": "html", ".css": "css", ".scss": "scss", ".json": "json", ".yaml": "yaml", ".yml": "yaml",
     ".toml": "toml", ".md": "markdown", ".r": "r", ".jl": "julia", ".hs": "haskell", ".ml": "ocaml",
     ".ex": "elixir", ".exs": "elixir", ".erl": "erlang", ".dart": "dart", ".vim": "vim", ".zig": "zig",
+    ".pl": "perl", ".pm": "perl", ".mk": "makefile", ".cmake": "cmake",
+}
+
+# Files known by their whole name, not an extension (compared in lower case).
+LANGUAGE_BY_NAME = {
+    "makefile": "makefile", "gnumakefile": "makefile", "dockerfile": "dockerfile", "cmakelists.txt": "cmake",
+    "rakefile": "ruby", "gemfile": "ruby", "justfile": "makefile",
 }
 
 LINE_COMMENT = {
     "python": "#", "shellscript": "#", "ruby": "#", "yaml": "#", "toml": "#", "r": "#", "julia": "#",
-    "elixir": "#", "perl": "#", "lua": "--", "sql": "--", "haskell": "--", "vim": '"', "erlang": "%",
+    "elixir": "#", "perl": "#", "makefile": "#", "dockerfile": "#", "cmake": "#", "lua": "--", "sql": "--", "haskell": "--", "vim": '"', "erlang": "%",
 }
 
-# Line endings that open a block whose body is expected on the following lines.
-_BLOCK_OPENER = re.compile(r"(:|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin|\belse)\s*(#.*|//.*)?$")
+# Line endings that open a block whose body is expected on the following lines, before a trailing comment
+# (`# …`, `// …`, `/* … */`).
+_BLOCK_OPENER = re.compile(r"(:|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin|\belse)\s*(#.*|//.*|/\*.*\*/)?$")
+
+
+def opens_block(line: str) -> bool:
+    """Whether a line ends by opening a block (`{`, `:`, `(`, `=>`, `do`, …), a trailing comment after it or not."""
+    return bool(_BLOCK_OPENER.search(line.rstrip()))
 
 
 def language_for(path: str | None) -> str | None:
     if not path:
         return None
-    return LANGUAGES.get(os.path.splitext(path)[1].lower())
+    name = os.path.basename(path).lower()
+    return LANGUAGE_BY_NAME.get(name) or LANGUAGES.get(os.path.splitext(name)[1])
 
 
 def comment_prefix(language: str | None) -> str:
     return LINE_COMMENT.get(language or "", "//")
+
+
+# Python's docstrings read as comments; every language without a line comment of its own in LINE_COMMENT has C's
+# (`//`, `/* … */`, and ` * ` continuation lines inside a block comment). `*p = 0;` and `*elt = x;` are code.
+_COMMENT_CONTINUATION = re.compile(r"^\*(\s|/|$)")
+
+
+def is_comment_line(stripped: str, language: str | None) -> bool:
+    """Whether a line (without its indentation) is a comment in `language` (unknown: C's syntax, and Python's `#`)."""
+    marker = LINE_COMMENT.get(language or "")
+    if marker is not None:
+        return stripped.startswith(marker) or (language == "python" and stripped.startswith(('"""', "'''")))
+    if language is None and stripped.startswith("#"):
+        return True
+    return stripped.startswith(("//", "/*")) or bool(_COMMENT_CONTINUATION.match(stripped))
+
+
+# A line that only closes what is open: `}`, `});`, `]`, `end`. It says little by itself: the same `}` closes every
+# block, so where it stands (its indentation) is what tells the suffix's `}` from one that closes an inner block.
+_CLOSING_LINE = re.compile(r"^(?:[)\]}]+[;,]?|end)$")
+
+
+def is_closing_line(stripped: str) -> bool:
+    return bool(_CLOSING_LINE.match(stripped))
+
+
+def comment_lines(lines: list[str], language: str | None) -> list[bool]:
+    """For each line, whether it is a comment: `is_comment_line`, or, in languages with C's comments, a line that
+    starts inside a `/* … */` (GNU style continues one without a leading `*`)."""
+    c_comments = LINE_COMMENT.get(language or "") is None and language is not None
+    out, inside = [], False
+    for line in lines:
+        s = line.strip()
+        out.append(inside or is_comment_line(s, language))
+        if c_comments:
+            # where the line leaves us: after its last `/*` or `*/` (strings holding them are rare enough)
+            opened, closed = line.rfind("/*"), line.rfind("*/")
+            if opened > closed:
+                inside = True
+            elif closed >= 0:
+                inside = False
+    return out
 
 
 @dataclass(frozen=True)

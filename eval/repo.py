@@ -1,7 +1,9 @@
 """Completion on real code: deterministic holes in the files of a directory, scored by exact match and edit
 similarity (no execution).
 
-- line holes: a non-trivial line; the cursor after its indentation, the hole the rest of the line;
+- line holes: a non-trivial line that is not a comment in the file's language (`#` is a comment in Python and shell,
+  not in C, where it starts `#include`, nor in Rust, where it starts `#[derive(…)]`); the cursor after its
+  indentation, the hole the rest of the line;
 - block holes: the indented body following a line that opens a block (`:` or `{` at its end); the cursor at the
   start of the body's first line after its indentation, the hole the body's lines up to the first line that is
   indented no deeper than the opener.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 import random
 
-from codefill.engine.context import LANGUAGES, read_source_file
+from codefill.engine.context import LANGUAGES, comment_lines, language_for, read_source_file
 from codefill.engine.errors import CodefillError
 
 from .humaneval import InfillTask
@@ -49,10 +51,11 @@ def _holes(path: str, text: str) -> list[InfillTask]:
         starts.append(off)
         off += len(ln) + 1
     rel = path
+    comments = comment_lines(lines, language_for(path))
     out = []
     for i, ln in enumerate(lines):
         s = ln.strip()
-        if len(s) >= 8 and not s.startswith(("#", "//", '"""', "'''", "*")):
+        if len(s) >= 8 and not comments[i]:
             b = starts[i] + len(ln) - len(ln.lstrip())
             e = starts[i] + len(ln)
             out.append(InfillTask(f"{rel}:{i + 1}/line", rel, "line", text[:b], text[b:e], text[e:]))
