@@ -149,6 +149,26 @@ def table(row: dict) -> str:
     return "\n".join(lines)
 
 
+def compare(before: dict, after: dict) -> str:
+    """A before → after table per language from two --json files (the same holes: same sources, limit and seed)."""
+    rows = ["| language | line exact | line edit sim | block exact | block edit sim | holes now exact / no longer |",
+            "|---|---|---|---|---|---|"]
+    old = {r["language"]: r for r in before["rows"]}
+    for r in after["rows"]:
+        b = old.get(r["language"])
+        if b is None:
+            continue
+        if set(b["exact"]) != set(r["exact"]):
+            rows.append(f"| {r['language']} | (different holes: not comparable) | | | | |")
+            continue
+        gained = sum(1 for k, v in r["exact"].items() if v and not b["exact"][k])
+        lost = sum(1 for k, v in r["exact"].items() if b["exact"][k] and not v)
+        cells = [f"{b[k]:.1%} → {r[k]:.1%}" if "exact" in k else f"{b[k]:.3f} → {r[k]:.3f}"
+                 for k in ("line_exact_match", "line_edit_similarity", "block_exact_match", "block_edit_similarity")]
+        rows.append(f"| {r['language']} | " + " | ".join(cells) + f" | +{gained} / −{lost} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lang", default="javascript,typescript,go,rust,c",
@@ -162,8 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default=None, help="write the tables here")
     ap.add_argument("--python", default=None, metavar="DIR",
                     help="also Python, on this folder (e.g. /usr/lib/python3.11), to see what a change does there")
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"), default=None,
+                    help="only print the before → after table of two --json files")
     ap.add_argument("--misses", type=int, default=0, help="show this many misses per category")
     a = ap.parse_args(argv)
+    if a.compare:
+        with open(a.compare[0]) as b, open(a.compare[1]) as f:
+            print(compare(json.load(b), json.load(f)))
+        return 0
 
     from codefill.engine import Engine, EngineConfig
 

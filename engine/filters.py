@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from .context import CompletionContext
+from .context import CompletionContext, is_closing_line
 
 Filter = Callable[[CompletionContext, str], str]
 
@@ -103,15 +103,21 @@ def remove_duplicate_suffix_lines(ctx: CompletionContext, text: str) -> str:
     lines = text.split("\n")
     if len(lines) < 2:
         return text
-    following = [ln.strip() for ln in ctx.following_lines if ln.strip()]
+    following = [ln for ln in ctx.following_lines if ln.strip()]
     if not following:
         return text
-    # The longest tail of the completion that equals the head of the following (non-blank) lines.
+    # The longest tail of the completion that equals the head of the following (non-blank) lines. A line that only
+    # closes (`}`, `end`) equals one there only at the same indentation: the `}` of a block the completion opened
+    # is not the `}` after the cursor (the tail never holds the first line, so its indentation is the document's).
     for k in range(min(len(lines) - 1, len(following)), 0, -1):
-        tail = [ln.strip() for ln in lines[-k:]]
-        if tail == following[:k]:
+        if [_line_key(ln) for ln in lines[-k:]] == [_line_key(ln) for ln in following[:k]]:
             return "\n".join(lines[:-k]).rstrip()
     return text
+
+
+def _line_key(line: str) -> tuple[str, int | None]:
+    s = line.strip()
+    return s, (len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4)) if is_closing_line(s) else None)
 
 
 def balance_brackets(ctx: CompletionContext, text: str) -> str:

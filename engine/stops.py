@@ -5,15 +5,20 @@ The same rules run on a finished raw output (`apply_stop_rules`), which is how g
 - line mode: stop at the end of the first line that has content ("newline").
 - block mode:
   - stop before a line indented less than the block the completion started in ("dedent"),
-  - stop before a line that repeats the next non-empty line after the cursor ("suffix"),
-  - at the top level (indent 0), stop at the first blank line after content ("blank"),
+  - stop before a line that repeats the next non-empty line after the cursor ("suffix"); a line that only closes
+    (`}`, `});`, `end`) repeats it only at the same indentation: the `}` of an inner block is not the suffix's,
+  - at the top level (indent 0), stop at the first blank line after content ("blank") where the completion has
+    closed the braces it opened: a blank line inside a top-level `function f() {` / `fn f() {` body is not the
+    end of the definition,
   - stop after `max_lines` lines ("max_lines").
 Token limits, time budgets, end-of-generation tokens and cancellation are the decoder's.
 """
 
 from __future__ import annotations
 
-from .context import CompletionContext
+import re
+
+from .context import CompletionContext, is_closing_line, opens_block
 from .types import StopReason
 
 
@@ -21,7 +26,13 @@ def _indent_width(line: str) -> int:
     return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
 
 
-_OPENERS = (":", "{", "(", "[")
+_STRING = re.compile(r""""(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'""")
+
+
+def _depth_change(line: str) -> int:
+    """Braces a line opens minus those it closes, outside simple string literals (`"{"` is no block)."""
+    code = _STRING.sub("", line)
+    return code.count("{") - code.count("}")
 
 
 def _keeps_indentation(ctx: CompletionContext) -> bool:
@@ -33,7 +44,7 @@ def _keeps_indentation(ctx: CompletionContext) -> bool:
         return False
     before = ctx.prefix[: len(ctx.prefix) - len(lp)].split("\n")
     above = next((ln for ln in reversed(before) if ln.strip()), None)
-    if above is not None and above.rstrip().endswith(_OPENERS) and _indent_width(above) >= _indent_width(lp):
+    if above is not None and opens_block(above) and _indent_width(above) >= _indent_width(lp):
         return False
     return True
 
@@ -47,6 +58,7 @@ class StopRules:
         self._cursor_line_blank = not self._line_prefix.strip()
         nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
         self._next_line = nxt.strip() if nxt is not None else None
+        self._next_indent = _indent_width(nxt) if nxt is not None else None
         self.no_leading_space = _keeps_indentation(ctx)
 
     def check(self, text: str, final: bool = False) -> tuple[int, StopReason] | None:
@@ -72,6 +84,7 @@ class StopRules:
         # An indented blank cursor line fixes the block's indentation; at column 0 the first line of content does.
         block_indent: int | None = _indent_width(self._line_prefix) if self._cursor_line_blank and self._line_prefix else None
         seen_content = False
+        depth = 0  # braces opened since the start of the cursor line
         offset = 0
         for i, line in enumerate(complete):
             cut = max(offset - 1, 0)  # just before the newline that starts this line
@@ -81,15 +94,16 @@ class StopRules:
             full = self._line_prefix + line if i == 0 else line
             stripped = full.strip()
             if not stripped:
-                if seen_content and block_indent == 0:
+                if seen_content and block_indent == 0 and depth <= 0:
                     return cut, StopReason.BLANK
                 continue
+            depth += _depth_change(stripped)
             if i < start_idx:
                 seen_content = True
                 continue
-            if stripped == self._next_line:
-                return cut, StopReason.SUFFIX
             width = _indent_width(full)
+            if stripped == self._next_line and (not is_closing_line(stripped) or width == self._next_indent):
+                return cut, StopReason.SUFFIX
             if block_indent is None:
                 block_indent = width
             elif width < block_indent:
