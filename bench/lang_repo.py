@@ -62,8 +62,14 @@ def category(inserted: str, task) -> str:
     return "other"
 
 
+def _figures(report, kind: str) -> dict:
+    ss = [r.samples[0] for r in report.records if r.mode == kind]
+    return {"holes": len(ss), "exact_match": round(sum(s.exact for s in ss) / len(ss), 4) if ss else 0.0,
+            "edit_similarity": round(sum(s.edit_sim for s in ss) / len(ss), 4) if ss else 0.0}
+
+
 def run_language(engine, language: str, limit: int, seed: int, threads: int | None, out_root: str | None,
-                 show_misses: int, root: str | None = None) -> dict:
+                 show_misses: int, root: str | None = None, cold: bool = False, only: set | None = None) -> dict:
     from codefill.eval.repo import build_repo_tasks
     from codefill.eval.report import write
     from codefill.eval.runner import evaluate
@@ -71,17 +77,24 @@ def run_language(engine, language: str, limit: int, seed: int, threads: int | No
     root = root or lang_sources.ensure(language)
     packages = lang_sources.packages(language) if language in lang_sources.SOURCES else []
     tasks = build_repo_tasks(root, limit, seed)
+    if only is not None:
+        tasks = [t for t in tasks if f"{language}:{t.task_id}" in only]
     by_id = {t.task_id: t for t in tasks}
     t0 = time.monotonic()
 
+    if cold:
+        engine.backend.clear()
+
     def progress(done: int, total: int) -> None:
+        if cold:  # the next hole starts from an empty KV cache: its answer does not depend on the holes before it
+            engine.backend.clear()
         print(f"\r{language}: {done}/{total} holes, {time.monotonic() - t0:.0f} s", end="", file=sys.stderr,
               flush=True)
 
     report = evaluate(engine, tasks, seed=seed, completion_mode="task", execute=False, progress=progress)
     print(file=sys.stderr)
     command = (f"codefill eval repo {root} --limit {limit} --seed {seed}"
-               + (f" --threads {threads}" if threads else ""))
+               + (f" --threads {threads}" if threads else "")) if not (cold or only) else "(see the bench command)"
     report.meta.update(benchmark="repo", directory=root, limit=limit, command=command, language=language,
                        packages=packages)
     if out_root:
@@ -103,10 +116,7 @@ def run_language(engine, language: str, limit: int, seed: int, threads: int | No
         "language": language,
         "packages": packages,
         "command": command,
-        "line_holes": summ.get("line_tasks", 0), "block_holes": summ.get("block_tasks", 0),
-        "line_exact_match": summ.get("line_exact_match"), "line_edit_similarity": summ.get("line_edit_similarity"),
-        "block_exact_match": summ.get("block_exact_match"),
-        "block_edit_similarity": summ.get("block_edit_similarity"),
+        **{f"{kind}_{key}": value for kind in ("line", "block") for key, value in _figures(report, kind).items()},
         "exact_match": summ["exact_match"], "edit_similarity": summ["edit_similarity"],
         "latency_p50_ms": summ["latency_p50_ms"], "latency_p95_ms": summ["latency_p95_ms"],
         "stop_reasons": summ["stop_reasons"],
@@ -184,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="also Python, on this folder (e.g. /usr/lib/python3.11), to see what a change does there")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE.json", "AFTER.json"), default=None,
                     help="only print the before → after table of two --json files")
+    ap.add_argument("--cold", action="store_true",
+                    help="clear the KV cache before every hole: an answer then depends on its hole alone (codefill eval "
+                         "repo reuses the cache from hole to hole, and prompt evaluation split at another place can "
+                         "change a near-tie token: a change to one answer can change later, unrelated ones)")
+    ap.add_argument("--only", default=None, metavar="FILE",
+                    help="only the holes listed in FILE, one LANGUAGE:TASK_ID a line (e.g. those two runs disagree on)")
     ap.add_argument("--misses", type=int, default=0, help="show this many misses per category")
     a = ap.parse_args(argv)
     if a.compare:
@@ -194,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     from codefill.engine import Engine, EngineConfig
 
     languages = [x for x in a.lang.split(",") if x]
+    only = None
+    if a.only:
+        with open(a.only) as fh:
+            only = {ln.strip() for ln in fh if ln.strip()}
     try:
         for lang in languages:  # install first: a missing package fails before the model loads
             lang_sources.ensure(lang)
@@ -204,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for lang in languages:
-            rows.append(run_language(engine, lang, a.limit, a.seed, a.threads, a.out, a.misses))
+            rows.append(run_language(engine, lang, a.limit, a.seed, a.threads, a.out, a.misses, cold=a.cold, only=only))
             print(table(rows[-1]), flush=True)
         if a.python:
-            rows.append(run_language(engine, "python", a.limit, a.seed, a.threads, a.out, a.misses, root=a.python))
+            rows.append(run_language(engine, "python", a.limit, a.seed, a.threads, a.out, a.misses, root=a.python,
+                                     cold=a.cold, only=only))
             print(table(rows[-1]), flush=True)
     finally:
         engine.close()
