@@ -11,7 +11,7 @@ import typer
 from codefill.engine import DEFAULT, CompletionRequest, read_source_file
 from codefill.engine.config import MAX_CONTEXT, MAX_THREADS, MAX_TOKENS, MIN_CONTEXT
 from codefill.engine.gate import Gate
-from codefill.engine.selection import ALIASES, METHODS, mean_logprob
+from codefill.engine.selection import ALIASES, METHODS, default_method, mean_logprob
 
 from .common import API_KEY_HELP, SERVER_HELP, SERVER_MODEL_HELP, load_engine, parse_location, server_settings
 
@@ -29,7 +29,7 @@ def complete(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy, deterministic."),
     seed: int = typer.Option(0, "--seed"),
     samples: int = typer.Option(1, "--samples", "-n", min=1, max=64, help="Candidates from one shared prompt evaluation (greedy + N-1 sampled)."),
-    select: str = typer.Option("auto", "--select", help="How to choose among -n candidates: auto | suffix (the text after the cursor as evidence, for models without FIM tokens; elsewhere auto) | logprob | agreement (cluster) | syntax | first."),
+    select: str = typer.Option(None, "--select", help="How to choose among -n candidates: suffix (the text after the cursor as evidence, for models without FIM tokens; elsewhere auto) | auto | logprob | agreement (cluster) | syntax | first. Default: suffix for a line, auto for a block."),
     server: str = typer.Option(None, "--server", help=SERVER_HELP),
     server_model: str = typer.Option(None, "--server-model", help=SERVER_MODEL_HELP),
     api_key: str = typer.Option(None, "--api-key", help=API_KEY_HELP),
@@ -47,7 +47,7 @@ def complete(
         raise typer.BadParameter("--mode must be auto, line or block")
     if samples < 1:
         raise typer.BadParameter("--samples must be at least 1")
-    if select not in METHODS and select not in ALIASES:
+    if select is not None and select not in METHODS and select not in ALIASES:
         raise typer.BadParameter(f"--select must be one of {', '.join(METHODS)}")
     engine = load_engine(model, threads=threads, ctx=ctx, n_seq=samples if samples > 1 else None,
                          prefix_tokens=prefix_tokens, server=server_settings(server, server_model, api_key))
@@ -64,7 +64,8 @@ def complete(
     if samples > 1:
         s = engine.sample(prepared, samples)
         t0 = time.perf_counter()
-        ranked = engine.choose(prepared, s.candidates, ALIASES.get(select, select))
+        select = ALIASES.get(select, select) if select else default_method(prepared.context.mode)
+        ranked = engine.choose(prepared, s.candidates, select)
         choose_ms = (time.perf_counter() - t0) * 1000
         result = ranked[0].completion
         by_index = {c.index: c for c in ranked}  # (scored by the text after the cursor, for `suffix`)

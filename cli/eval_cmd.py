@@ -67,9 +67,10 @@ def humaneval(
     candidates: int = typer.Option(1, "--candidates", "-n", min=1, max=64,
                                    help="One answer per task chosen among N candidates (greedy + N-1 samples from one "
                                         "prompt evaluation) by --select; its latency covers them all."),
-    select: str = typer.Option("auto", "--select",
+    select: str = typer.Option(None, "--select",
                                help="How -n candidates are chosen: suffix (the text after the hole as evidence, "
-                                    "prefix-only models; else auto) | auto | logprob | cluster | syntax | first."),
+                                    "prefix-only models; else auto) | auto | logprob | cluster | syntax | first. "
+                                    "Default: suffix for line holes, auto for blocks."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 with one sample: greedy. With K>1, 0 means 0.8."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling (with K>1 and temperature 0: 0.95)."),
     completion_mode: str = typer.Option("task", "--completion-mode",
@@ -103,7 +104,8 @@ def humaneval(
 
     _check_choice("--mode", mode, MODES)
     _check_choice("--completion-mode", completion_mode, COMPLETION_MODES)
-    _check_choice("--select", select, METHODS + tuple(ALIASES))
+    if select is not None:
+        _check_choice("--select", select, METHODS + tuple(ALIASES))
     try:
         ks = parse_ks(samples)
     except ValueError as exc:
@@ -122,7 +124,7 @@ def humaneval(
             report = evaluate(
                 engine, tasks, samples=samples_n, temperature=temperature, top_p=top_p, seed=seed,
                 completion_mode=completion_mode, max_tokens=max_tokens, workers=workers, timeout=timeout,
-                progress=cb, candidates=candidates, select=ALIASES.get(select, select),
+                progress=cb, candidates=candidates, select=ALIASES.get(select, select) if select else None,
             )
     finally:
         engine.close()

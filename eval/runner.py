@@ -19,6 +19,7 @@ from typing import Callable
 from codefill import __version__
 from codefill.engine import CompletionRequest, apply_completion
 from codefill.engine.config import SAMPLE_TEMPERATURE, SAMPLE_TOP_P
+from codefill.engine.selection import default_method
 
 from .execution import ExecResult, run_program
 from .humaneval import InfillTask, problem_by_id, program_for
@@ -163,14 +164,14 @@ def complete_task(engine, task: InfillTask, samples: int = 1, **kw) -> list:
     return list(engine.complete_many(req, samples))
 
 
-def choose_task(engine, task: InfillTask, candidates: int, select: str, **kw):
+def choose_task(engine, task: InfillTask, candidates: int, select: str | None, **kw):
     """One answer for a task chosen among `candidates` (the greedy one plus candidates-1 samples at
     SAMPLE_TEMPERATURE/SAMPLE_TOP_P, from one prompt evaluation: `Engine.sample`) by selection `select`
-    (`Engine.choose`: `suffix` scores them by the text after the hole first). Returns the chosen Candidate and the
-    number of distinct texts among them."""
+    (`Engine.choose`: `suffix` scores them by the text after the hole first; None: selection.default_method for the
+    hole's mode). Returns the chosen Candidate and the number of distinct texts among them."""
     req = request_for(task, **kw)
     s = engine.sample(req, candidates)
-    ranked = engine.choose(req, s.candidates, select)
+    ranked = engine.choose(req, s.candidates, select or default_method(s.context.mode))
     return ranked[0], len({c.text for c in s.candidates})
 
 
@@ -197,14 +198,15 @@ def evaluate(
     timeout: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
     candidates: int = 1,
-    select: str = "auto",
+    select: str | None = None,
 ) -> EvalReport:
     """Complete every task `samples` times through `engine.complete` / `engine.complete_many` (see `request_for`);
     when `execute`, run HumanEval's tests on every filled document (`workers` programs at once, `timeout` seconds
     each). `progress(done, total)` is called after each completion and each test program.
 
-    `candidates` > 1 (with one sample): each task's answer is chosen among that many candidates by `select`
-    (`choose_task`), and its latency is the whole of it (decoding every candidate, and scoring them for `suffix`).
+    `candidates` > 1 (with one sample): each task's answer is chosen among that many candidates by `select` (None:
+    `suffix` for line holes, `auto` for blocks; `choose_task`), and its latency is the whole of it (decoding every
+    candidate, and scoring them for `suffix`).
 
     Two phases: all completions first, with nothing else running (test programs competing for the cores would
     distort the latencies, and llama.cpp's threads degrade badly when the cores are oversubscribed), then the
@@ -279,8 +281,8 @@ def evaluate(
         "top_p": top_p,
         "completion_mode": completion_mode,
         "candidates": candidates,
-        "select": select if candidates > 1 else None,
-        "suffix_scored": bool(candidates > 1 and select == "suffix" and getattr(engine, "scores_suffix", False)),
+        "select": (select or "default") if candidates > 1 else None,
+        "suffix_scored": bool(candidates > 1 and select in ("suffix", None) and getattr(engine, "scores_suffix", False)),
         "max_tokens": max_tokens,
         "timeout_s": timeout,
         "python": sys.version.split()[0],

@@ -174,7 +174,10 @@ def _alternatives(engine: Engine, req, settings, n: int, cancel) -> list:
     budget = engine.config.decode.time_budget_ms if settings.time_budget_ms is DEFAULT else settings.time_budget_ms
     samples = replace(req, temperature=settings.temperature, top_p=SAMPLE_TOP_P, use_cache=False, seed=req.seed + 1,
                       time_budget_ms=None if budget is None else 3 * budget)
-    by_suffix = settings.suffix_ranking != "off" and getattr(engine, "scores_suffix", False)
+    # "invoked": line completions only (blocks gained nothing measurable and their scoring costs most); "always": all.
+    by_suffix = (getattr(engine, "scores_suffix", False)
+                 and (settings.suffix_ranking == "always"
+                      or (settings.suffix_ranking == "invoked" and prepared.context.mode == "line")))
     k = max(2 * (n - 1), SUFFIX_SAMPLES if by_suffix else 0)
     s = engine.sample(samples, k, include_greedy=False, cancel=cancel)
     if cancel.is_set():

@@ -27,13 +27,12 @@ Keys (camelCase, at the top level or under a `codefill` section, as editors send
     gateFile         a gate fitted for your model (JSON, see bench/scaling_gate.py); default: the shipped one
     suffixRanking    for a model without FIM tokens (it completes from the text before the cursor alone), rank
                      candidates by how likely the model finds the text after the cursor once each is in place:
-                     "invoked" (default): the alternatives of an invoked request, the greedy answer among them;
-                     "always": automatic requests too — when the gate is unsure, `adaptiveSamples` more candidates
-                     (7 where that is 0) are decoded and the one the suffix supports best is shown; "off": never.
-                     An invoked request ranked by the suffix decodes at least 7 alternatives beside the greedy one
-                     Nothing changes for FIM models (their prompt holds the suffix) or on an inference server (it
-                     cannot score given tokens): there the alternatives are ranked as before
-                     (bench/results/suffix-ranking.md)
+                     "invoked" (default): an invoked line completion decodes at least 7 alternatives and ranks them
+                     with the greedy answer (blocks as before: there it gained nothing measurable and cost most);
+                     "always": invoked blocks too, and automatic requests — when the gate is unsure,
+                     `adaptiveSamples` more candidates (7 where that is 0) are decoded and the one the suffix supports
+                     best is shown; "off": never. Nothing changes for FIM models (their prompt holds the suffix) or
+                     on an inference server (it cannot score given tokens) (bench/results/suffix-ranking.md)
     server           an inference server to complete with instead of the in-process model: llama-server
                      (http://host:8080) or OpenAI-compatible (http://host:8000/v1); null (default): none, nothing
                      leaves the machine. Also CODEFILL_SERVER or `server` in the config file

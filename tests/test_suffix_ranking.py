@@ -13,7 +13,7 @@ from codefill.engine import (Candidate, Completion, CompletionRequest, Engine, E
                              StopReason)
 from codefill.engine.llama import LlamaRuntime
 from codefill.engine.models import embedded_model_path
-from codefill.engine.selection import SelectionWeights, rank
+from codefill.engine.selection import SelectionWeights, default_method, rank
 from codefill.engine.suffix import _CHARS_PER_TOKEN, continuation, suffix_score, tokenize_exact
 from codefill.engine.types import SuffixScore
 
@@ -192,6 +192,10 @@ def test_suffix_rank_uses_the_joint_score_drops_what_auto_drops_and_unscored_go_
     assert only_suffix[0] is fits
     alone_wins = rank([_C("y = x", suffix=s(-5.0, -1.0)), _C("y = x + 1", suffix=s(-4.0, -4.0))], _ctx(), "suffix")
     assert alone_wins[0].text == "y = x"  # the joint, not the suffix alone
+
+
+def test_the_default_selection_is_suffix_for_lines_and_auto_for_blocks():
+    assert (default_method("line"), default_method("block")) == ("suffix", "auto")
 
 
 def test_suffix_without_any_score_is_auto():

@@ -37,6 +37,9 @@ def test_candidates_choose_one_answer_per_task_and_record_the_choice(eng):
         assert (s.text, s.chosen, s.distinct) == (chosen.text, chosen.index, distinct)  # deterministic
         assert 0 <= s.chosen < 4 and 1 <= s.distinct <= 4
         assert s.latency_ms > 0
+    default = evaluate(eng, tasks, candidates=4, workers=2)  # line holes: suffix by default
+    assert default.meta["select"] == "default" and default.meta["suffix_scored"] is True
+    assert [x.samples[0].text for x in default.records] == [x.samples[0].text for x in r.records]
     first = evaluate(eng, tasks, candidates=4, select="first", workers=2)
     greedy = evaluate(eng, tasks, workers=2)
     assert [x.samples[0].text for x in first.records] == [x.samples[0].text for x in greedy.records]
