@@ -39,6 +39,13 @@ def _lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.strip("\n").split("\n")]
 
 
+def _line_key(line: str):
+    from codefill.engine.context import is_closing_line
+
+    st = line.strip()
+    return st, (len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip()) if is_closing_line(st) else None)
+
+
 def _balance(text: str) -> tuple[int, int, int]:
     return text.count("{") - text.count("}"), text.count("(") - text.count(")"), text.count("[") - text.count("]")
 
@@ -54,18 +61,54 @@ def category(inserted: str, task) -> str:
         return "stops early"
     if len(got) > len(want) and got[: len(want)] == want:
         return "stops late"
-    nxt = next((ln.strip() for ln in task.suffix.split("\n")[1:] if ln.strip()), None)
-    if nxt is not None and nxt in got:
+    # the line after the hole, repeated (a closing `}` only at its own indentation: an inner block's `}` is not it)
+    nxt = next((ln for ln in task.suffix.split("\n")[1:] if ln.strip()), None)
+    if nxt is not None and _line_key(nxt) in [_line_key(ln) for ln in (task.prefix.split("\n")[-1] + inserted).split("\n")]:
         return "repeats suffix"
     if _balance(inserted) != _balance(task.target):
         return "unbalanced braces"
     return "other"
 
 
-def _figures(report, kind: str) -> dict:
-    ss = [r.samples[0] for r in report.records if r.mode == kind]
-    return {"holes": len(ss), "exact_match": round(sum(s.exact for s in ss) / len(ss), 4) if ss else 0.0,
-            "edit_similarity": round(sum(s.edit_sim for s in ss) / len(ss), 4) if ss else 0.0}
+def _figures(records: list[dict], kind: str) -> dict:
+    ss = [r["samples"][0] for r in records if r["mode"] == kind]
+    return {"holes": len(ss), "exact_match": round(sum(s["exact"] for s in ss) / len(ss), 4) if ss else 0.0,
+            "edit_similarity": round(sum(s["edit_sim"] for s in ss) / len(ss), 4) if ss else 0.0}
+
+
+def language_row(results: dict, tasks, show_misses: int = 0) -> dict:
+    """A language's figures and misses by category from an eval report (`EvalReport.to_dict()`, or results.json)
+    and its tasks."""
+    meta, summ, records = results["meta"], results["summary"], results["records"]
+    by_id = {t.task_id: t for t in tasks}
+    misses: dict[str, Counter] = {"line": Counter(), "block": Counter()}
+    examples: dict[str, list] = {}
+    for rec in records:
+        s = rec["samples"][0]
+        if s["exact"]:
+            continue
+        task = by_id[rec["task_id"]]
+        got = s["text"]  # what the engine answered (the runner scored what it put in the hole)
+        cat = category(got, task)
+        misses[rec["mode"]][cat] += 1
+        examples.setdefault(cat, []).append((rec["task_id"], task.target, got, s["stop_reason"]))
+    if show_misses:
+        for cat in CATEGORIES:
+            for task_id, target, got, reason in examples.get(cat, [])[:show_misses]:
+                print(f"--- {meta['language']} [{cat}] {task_id} (stop: {reason})\n  want: {target!r}\n  got:  {got!r}",
+                      file=sys.stderr)
+    return {
+        "language": meta["language"],
+        "packages": meta["packages"],
+        "command": meta["command"],
+        **{f"{kind}_{key}": value for kind in ("line", "block") for key, value in _figures(records, kind).items()},
+        "exact_match": summ["exact_match"], "edit_similarity": summ["edit_similarity"],
+        "latency_p50_ms": summ["latency_p50_ms"], "latency_p95_ms": summ["latency_p95_ms"],
+        "stop_reasons": summ["stop_reasons"],
+        "misses": {k: dict(v) for k, v in misses.items()},
+        "exact": {r["task_id"]: r["samples"][0]["exact"] for r in records},
+        "texts": {r["task_id"]: r["samples"][0]["text"] for r in records},
+    }
 
 
 def run_language(engine, language: str, limit: int, seed: int, threads: int | None, out_root: str | None,
@@ -79,7 +122,6 @@ def run_language(engine, language: str, limit: int, seed: int, threads: int | No
     tasks = build_repo_tasks(root, limit, seed)
     if only is not None:
         tasks = [t for t in tasks if f"{language}:{t.task_id}" in only]
-    by_id = {t.task_id: t for t in tasks}
     t0 = time.monotonic()
 
     if cold:
@@ -96,39 +138,10 @@ def run_language(engine, language: str, limit: int, seed: int, threads: int | No
     command = (f"codefill eval repo {root} --limit {limit} --seed {seed}"
                + (f" --threads {threads}" if threads else "")) if not (cold or only) else "(see the bench command)"
     report.meta.update(benchmark="repo", directory=root, limit=limit, command=command, language=language,
-                       packages=packages)
+                       packages=packages, seed=seed)
     if out_root:
         write(report, os.path.join(out_root, language), f"Completion on {language} ({root})")
-    misses: dict[str, Counter] = {"line": Counter(), "block": Counter()}
-    examples: dict[str, list] = {}
-    for rec in report.records:
-        s = rec.samples[0]
-        if s.exact:
-            continue
-        task = by_id[rec.task_id]
-        got = s.text  # what the engine answered (the runner scored what it put in the hole)
-        cat = category(got, task)
-        misses[rec.mode][cat] += 1
-        examples.setdefault(cat, []).append((rec.task_id, task.target, got, s.stop_reason))
-    summ = report.summary
-    lat = sorted(s.latency_ms for r in report.records for s in r.samples)
-    row = {
-        "language": language,
-        "packages": packages,
-        "command": command,
-        **{f"{kind}_{key}": value for kind in ("line", "block") for key, value in _figures(report, kind).items()},
-        "exact_match": summ["exact_match"], "edit_similarity": summ["edit_similarity"],
-        "latency_p50_ms": summ["latency_p50_ms"], "latency_p95_ms": summ["latency_p95_ms"],
-        "stop_reasons": summ["stop_reasons"],
-        "misses": {k: dict(v) for k, v in misses.items()},
-        "exact": {r.task_id: r.samples[0].exact for r in report.records},
-    }
-    if show_misses:
-        for cat in CATEGORIES:
-            for task_id, target, got, reason in examples.get(cat, [])[:show_misses]:
-                print(f"--- {language} [{cat}] {task_id} (stop: {reason})\n  want: {target!r}\n  got:  {got!r}",
-                      file=sys.stderr)
-    return row
+    return language_row(report.to_dict(), tasks, show_misses)
 
 
 def table(row: dict) -> str:
@@ -200,11 +213,28 @@ def main(argv: list[str] | None = None) -> int:
                          "change a near-tie token: a change to one answer can change later, unrelated ones)")
     ap.add_argument("--only", default=None, metavar="FILE",
                     help="only the holes listed in FILE, one LANGUAGE:TASK_ID a line (e.g. those two runs disagree on)")
+    ap.add_argument("--tables-from", default=None, metavar="DIR",
+                    help="no model: the tables again from an --out folder's results.json files")
     ap.add_argument("--misses", type=int, default=0, help="show this many misses per category")
     a = ap.parse_args(argv)
     if a.compare:
         with open(a.compare[0]) as b, open(a.compare[1]) as f:
             print(compare(json.load(b), json.load(f)))
+        return 0
+
+    if a.tables_from:
+        from codefill.eval.repo import build_repo_tasks
+
+        rows = []
+        for lang in sorted(os.listdir(a.tables_from)):
+            with open(os.path.join(a.tables_from, lang, "results.json")) as fh:
+                results = json.load(fh)
+            m = results["meta"]
+            tasks = build_repo_tasks(m["directory"], m["limit"], m["seed"])
+            rows.append(language_row(results, tasks, a.misses))
+        order = {x: i for i, x in enumerate(a.lang.split(",") + ["python"])}
+        rows.sort(key=lambda r: order.get(r["language"], 99))
+        _write(rows, a, "python bench/lang_repo.py " + " ".join(argv if argv is not None else sys.argv[1:]))
         return 0
 
     from codefill.engine import Engine, EngineConfig
@@ -232,14 +262,20 @@ def main(argv: list[str] | None = None) -> int:
             print(table(rows[-1]), flush=True)
     finally:
         engine.close()
-    command = "python bench/lang_repo.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    _write(rows, a, "python bench/lang_repo.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
+
+
+def _write(rows: list[dict], a, command: str) -> None:
+    if a.tables_from:
+        for r in rows:
+            print(table(r))
     if a.md:
         with open(a.md, "w") as fh:
             fh.write(f"<!-- {command} -->\n\n" + "\n".join(table(r) for r in rows))
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"command": command, "rows": rows}, fh, indent=1)
-    return 0
 
 
 if __name__ == "__main__":
