@@ -190,6 +190,12 @@ DIVERSIONS = 2  # attempts per candidate that could not be what the hole holds (
 # A statement that ends its block's flow, in Python and the C family (Go, Rust, JavaScript, Java, C#).
 _ENDS_FLOW = re.compile(r"(return|raise|throw|break|continue)\b")
 _COMMENT_STARTS = ("#", "//", "/*", "*", "--")
+# Holes inside a word (Stream.join): lines a completion may run on to find where the rest of the cursor line fits,
+# and the shortest rest that is looked for (shorter ones, `)` or `):`, end lines by chance).
+JOIN_LINES = 6
+JOIN_MIN_CHARS = 3
+_WORD_END = re.compile(r"\w$")
+_WORD_START = re.compile(r"\w")
 
 
 def _width(line: str) -> int:
@@ -224,6 +230,11 @@ class Stream:
                 self.duplicate_of = following[0].strip()
             code = next((ln for ln in following if not ln.lstrip().startswith(_COMMENT_STARTS)), None)
             self.code_follows = code is not None and _width(code) >= _width(ctx.line_prefix)
+        # A hole inside a word (`for op in oper|alance < 0:`): the rest of the cursor line cannot follow a line the
+        # model writes from here, so the completion may run over several lines to where that rest fits (`_seek_join`).
+        lp, ls = ctx.line_prefix, ctx.line_suffix
+        inside_word = bool(_WORD_END.search(lp)) and bool(_WORD_START.match(ls))
+        self.join = ls.strip() if rules.mode == "line" and inside_word and len(ls.strip()) >= JOIN_MIN_CHARS else ""
         self.replay = list(replay)  # tokens this candidate must start with (a diversion re-walking another's start)
         self.avoid = np.array(sorted(avoid), dtype=np.int64)  # tokens it must not take right after them
         self.refused: set[int] = set()  # first tokens of diversions that ended the block again (see `run`)
@@ -283,7 +294,8 @@ class Stream:
         self.entropies.append(draw.entropy)
         if len(self.acc.text) < n_heal:
             return True
-        hit = self.rules.check(self.acc.text[n_heal:])
+        text = self.acc.text[n_heal:]
+        hit = self._seek_join(text, final=False) if self.join else self.rules.check(text)
         if hit is not None:
             self.cut(*hit)
             return False
@@ -297,11 +309,33 @@ class Stream:
         del self.entropies[n_keep:]
         self.reason = StopReason(reason)
 
+    def _seek_join(self, text: str, final: bool) -> tuple[int, StopReason] | None:
+        """For a hole inside a word: (cut, reason) where the completion ends, else None (decode on).
+
+        It ends where one of its lines (the cursor line with the prefix before it, or a later one) ends with the rest
+        of the cursor line (`join`): cut there, that rest follows ("suffix"). Failing that within JOIN_LINES more
+        lines (or at the model's end), it is one line, as in line mode ("newline")."""
+        lines = text.split("\n")
+        complete = lines if final else lines[:-1]
+        offset = 0
+        lp = self.rules.ctx.line_prefix
+        for i, line in enumerate(complete):
+            body = (lp + line if i == 0 else line).rstrip()
+            start = len(lp) if i == 0 else 0
+            if body.endswith(self.join) and len(body) - len(self.join) >= start:
+                return offset + len(body) - len(self.join) - start, StopReason.SUFFIX
+            offset += len(line) + 1
+            if i >= JOIN_LINES:
+                break
+        if len(complete) > JOIN_LINES or (final and "\n" in text):
+            return text.find("\n"), StopReason.NEWLINE
+        return None
+
     def finish(self, reason: StopReason) -> None:
         self.text = self.acc.text[len(self.heal) :]
         self.reason = reason
         if reason in _FINAL_CHECK:
-            hit = self.rules.check(self.text, final=True)
+            hit = self._seek_join(self.text, True) if self.join else self.rules.check(self.text, final=True)
             if hit is not None:
                 self.cut(*hit)
             elif reason in (StopReason.TIME, StopReason.MAX_TOKENS) and self.rules.mode == "block":

@@ -360,3 +360,42 @@ def test_a_return_before_a_dedent_or_a_comment_is_kept(engine):
     c = engine.complete(CompletionRequest(text=doc, line=2, character=8, mode="line", time_budget_ms=None,
                                           use_cache=False))
     assert c.text.startswith("return"), c.text
+
+
+# ---------------------------------------------------------------------------------------------- holes inside a word
+
+def _stream_at(doc: str, mark: str):
+    from codefill.engine.context import build_context
+    from codefill.engine.decode import Stream
+    from codefill.engine.sampler import Sampler
+    from codefill.engine.stops import StopRules
+
+    line = doc.count("\n", 0, doc.index(mark))
+    return Stream(0, Sampler(0.0, 1.0, 0), StopRules(build_context(doc, line, len(mark), mode="auto")))
+
+
+def test_a_hole_inside_a_word_ends_where_the_rest_of_the_line_fits():
+    s = _stream_at("def f(ops):\n    b = 0\n    for op in oper" + "alance < 0:\n            return True\n", "    for op in oper")
+    assert s.rules.mode == "line" and s.join == "alance < 0:"
+    later = "ations:\n        balance += op\n        if balance < 0:\n"
+    assert s._seek_join(later, final=False) == (len("ations:\n        balance += op\n        if b"), "suffix")
+    assert s._seek_join("ations:\n        balance += op\n", final=False) is None  # decoding on
+    assert s._seek_join("ations:\n        balance += op\n", final=True) == (7, "newline")  # none fits: one line
+    many = "ations:\n" + "        x += 1\n" * 7
+    assert s._seek_join(many, final=False) == (7, "newline")  # JOIN_LINES more lines at most
+    # the cursor line itself: the model writes the rest as it is (`oper` + `ations: if b` + `alance < 0:`)
+    assert s._seek_join("ations: if balance < 0:\n", final=False) == (len("ations: if b"), "suffix")
+
+
+def test_a_hole_between_words_or_before_a_bracket_stays_one_line():
+    assert _stream_at("x = foo(a, b)\n", "x = foo(a, ").join == ""  # after a space: an ordinary line completion
+    assert _stream_at("print(x)\n", "print(x").join == ""  # `)`: not inside a word
+    assert _stream_at("value = ab\n", "value = a").join == ""  # the rest (`b`) is too short to be looked for
+
+
+def test_a_real_hole_inside_a_word_spans_lines_to_the_rest_of_its_line(engine):
+    doc = "def total(numbers):\n    result = 0\n    for n in num" + "sult += n\n    return result\n"
+    c = engine.complete(CompletionRequest(text=doc, line=2, character=len("    for n in num"), mode="auto",
+                                          time_budget_ms=None, use_cache=False))
+    assert c.mode == "line" and c.stop_reason == "suffix"
+    assert c.text == "bers:\n        re"  # the document reads `for n in numbers:` / `result += n` again
