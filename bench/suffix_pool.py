@@ -115,10 +115,15 @@ def report(path: str, ns=(2, 4, 8), windows=(8, 16, 32, 64), weights=(0.0, 0.5, 
         return max(pool, key=lambda ic: (ic[1].suffix.suffix_logprob + w * ic[1].suffix.candidate_logprob
                                           + (delta if ic[0] == 0 else 0.0), -ic[0]))[1].raw
 
+    from codefill.eval.metrics import edit_similarity
+
+    targets = {id(c): r["target"] for r in recs for c in r["candidates"]}
+
     def row(name, chosen):
         p = sum(bool(c["passed"]) for c in chosen) / len(chosen)
         e = sum(bool(c["exact"]) for c in chosen) / len(chosen)
-        print(f"  {name:<38} pass@1 {100 * p:5.1f}%  exact {100 * e:5.1f}%")
+        es = sum(edit_similarity(c["text"].strip(), targets[id(c)].strip()) for c in chosen) / len(chosen)
+        print(f"  {name:<38} pass@1 {100 * p:5.1f}%  exact {100 * e:5.1f}%  edit sim {es:.3f}")
 
     row("greedy", [r["candidates"][0] for r in recs])
     for n in ns:
