@@ -210,7 +210,8 @@ def evaluate(
 
     Two phases: all completions first, with nothing else running (test programs competing for the cores would
     distort the latencies, and llama.cpp's threads degrade badly when the cores are oversubscribed), then the
-    programs. Greedy runs (one sample, temperature 0) are deterministic.
+    programs. Greedy runs (one sample, temperature 0) are deterministic: the same task list gives the same answers,
+    whatever ran before (each problem starts from an empty KV cache).
     """
     if samples < 1:
         raise ValueError("samples must be at least 1")
@@ -225,6 +226,13 @@ def evaluate(
     total = len(tasks) * (1 + samples) if execute else len(tasks)
     t_start = time.perf_counter()
     for n, task in enumerate(tasks):
+        if n == 0 or task.problem_id != tasks[n - 1].problem_id:
+            # Each problem's first prompt from an empty KV cache: what the cache held before (another problem, another
+            # run) changes how its prompt is split into batches, and llama.cpp's sums with it, so close choices (the
+            # diversions' least sure tokens most of all) would depend on the tasks evaluated before.
+            reset = getattr(engine, "reset", None)
+            if reset is not None:
+                reset()
         results = []
         t0 = time.perf_counter()
         chosen = distinct = None
