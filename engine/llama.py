@@ -486,6 +486,9 @@ class LlamaRuntime:
         """Forget every sequence, warm windows included (the next prompt is evaluated in full)."""
         for seq in range(len(self._seq_tokens)):
             self.truncate(seq, 0)
+        # Also the cache's cell layout: after removals alone the next prompt lands in other cells, and attention sums
+        # them in another order, so close choices could still depend on what was evaluated before.
+        self.L.llama_memory_clear(self.mem, True)
         self._prompt_len, self._prompt_logits = 0, None
 
     def _drop_windows(self) -> bool:
