@@ -59,7 +59,8 @@ def test_the_recording_covers_what_the_decode_loop_decides():
     modes = {r["answer"]["mode"] for r in ROWS}
     assert {"newline", "dedent", "max_tokens"} <= reasons and modes == {"line", "block"}
     assert any(r["position"].get("snippet") for r in ROWS)
-    assert all(r["answer"]["raw"] or r["answer"]["stop_reason"] == "newline" for r in ROWS)
+    # empty only where the line ended at once, or (a hole inside a word) the model wrote exactly the rest of the line
+    assert all(r["answer"]["raw"] or r["answer"]["stop_reason"] in ("newline", "suffix") for r in ROWS)
     # the traces are what the comparison across machines stands on: most tokens are no tie
     margins = [m for r in ROWS for _, m in r["answer"]["trace"] if m is not None]
     assert len(margins) > 500 and sum(m > TIE for m in margins) > 0.8 * len(margins)
