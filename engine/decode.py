@@ -25,7 +25,7 @@ import numpy as np
 
 from .backend import Backend
 from .sampler import Draw, Sampler
-from .stops import StopRules
+from .stops import StopRules, _indent_width
 from .types import StopReason
 
 # A stream that ended on its own: its last line is judged too (the model may have stopped mid-rule).
@@ -198,9 +198,6 @@ _WORD_END = re.compile(r"\w$")
 _WORD_START = re.compile(r"\w")
 
 
-def _width(line: str) -> int:
-    return len(line[: len(line) - len(line.lstrip(" \t"))].expandtabs(4))
-
 
 class Stream:
     """The decoding state of one candidate on sequence `seq`.
@@ -225,11 +222,10 @@ class Stream:
         self.duplicate_of: str | None = None
         self.code_follows = False
         if rules.mode == "line" and not ctx.line_prefix.strip():
-            following = [ln for ln in ctx.following_lines if ln.strip()]
-            if following:
-                self.duplicate_of = following[0].strip()
-            code = next((ln for ln in following if not ln.lstrip().startswith(_COMMENT_STARTS)), None)
-            self.code_follows = code is not None and _width(code) >= _width(ctx.line_prefix)
+            self.duplicate_of = rules.next_line
+            code = next((ln for ln in ctx.following_lines
+                         if ln.strip() and not ln.lstrip().startswith(_COMMENT_STARTS)), None)
+            self.code_follows = code is not None and _indent_width(code) >= _indent_width(ctx.line_prefix)
         # A hole inside a word (`for op in oper|alance < 0:`): the rest of the cursor line cannot follow a line the
         # model writes from here, so the completion may run over several lines to where that rest fits (`_seek_join`).
         lp, ls = ctx.line_prefix, ctx.line_suffix

@@ -57,7 +57,7 @@ class StopRules:
         self._line_prefix = ctx.line_prefix
         self._cursor_line_blank = not self._line_prefix.strip()
         nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
-        self._next_line = nxt.strip() if nxt is not None else None
+        self.next_line = nxt.strip() if nxt is not None else None
         self._next_indent = _indent_width(nxt) if nxt is not None else None
         self.no_leading_space = _keeps_indentation(ctx)
 
@@ -102,7 +102,7 @@ class StopRules:
                 seen_content = True
                 continue
             width = _indent_width(full)
-            if stripped == self._next_line and (not is_closing_line(stripped) or width == self._next_indent):
+            if stripped == self.next_line and (not is_closing_line(stripped) or width == self._next_indent):
                 return cut, StopReason.SUFFIX
             if block_indent is None:
                 block_indent = width
