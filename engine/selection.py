@@ -18,6 +18,7 @@ like it) and the CompletionContext they complete, and ranks them best first.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import json
 import math
@@ -94,30 +95,73 @@ def _parse_python(src: str) -> SyntaxError | None:
         return SyntaxError(str(exc))
 
 
+@functools.lru_cache(maxsize=4)
+def _parses_without(src: str) -> bool:
+    """Does the buffer parse without the completion (asked once per request, not once per candidate)."""
+    return _parse_python(src) is None
+
+
+# A larger Python buffer is judged on its top-level statements around the cursor, not parsed whole: parsing a 1.5 MB
+# module for each candidate made ~45 MB of AST objects each time (their churn fragmented the server's small-object
+# heap) and cost a fraction of a second per candidate.
+WHOLE_PARSE_CHARS = 100_000
+WINDOW_CHARS = 200_000  # how far to look for those statements' start and end; farther: not judged
+_TOP_LEVEL = re.compile(r"^(?:(?:async[ \t]+)?def|class)\b|^@", re.M)
+
+
+def python_window(prefix: str, suffix: str) -> tuple[str, str] | None:
+    """The end of `prefix` and the start of `suffix` that syntax is judged on: all of them in a small buffer; in a
+    large one, from the nearest top-level `def`/`class`/decorator line above the cursor line to the next one after
+    it (the code between two such lines parses on its own). None when neither lies within WINDOW_CHARS."""
+    if len(prefix) + len(suffix) <= WHOLE_PARSE_CHARS:
+        return prefix, suffix
+    line_start = prefix.rfind("\n") + 1
+    lo = max(0, line_start - WINDOW_CHARS)
+    start = None
+    for m in _TOP_LEVEL.finditer(prefix, lo, line_start):
+        start = m.start()
+    if start is None:
+        if lo > 0:
+            return None
+        start = 0
+    nl = suffix.find("\n")
+    if nl < 0:
+        return prefix[start:], suffix
+    hi = min(len(suffix), nl + 1 + WINDOW_CHARS)
+    m = _TOP_LEVEL.search(suffix, nl + 1, hi)
+    if m is None and hi < len(suffix):
+        return None
+    return prefix[start:], suffix[: m.start() if m else len(suffix)]
+
+
 def syntax_ok(ctx, text: str) -> bool | None:
     """Does the buffer still parse with `text` inserted at the cursor? None when that cannot be judged.
 
     Python: True if it parses; False if it does not while the buffer without the completion does, or the parser's
     error points into the inserted lines (or the line after them); None if the buffer is broken elsewhere anyway.
-    JSON: the same with json.loads. Other languages: None.
+    A buffer over WHOLE_PARSE_CHARS is judged on the top-level statements around the cursor (`python_window`).
+    JSON: the same with json.loads, up to WHOLE_PARSE_CHARS. Other languages: None.
     """
     language = getattr(ctx, "language", None)
-    doc = ctx.prefix + text + ctx.suffix
     if language == "python":
-        err = _parse_python(doc)
+        window = python_window(ctx.prefix, ctx.suffix)
+        if window is None:
+            return None
+        before, after = window
+        err = _parse_python(before + text + after)
         if err is None:
             return True
-        if _parse_python(ctx.prefix + ctx.suffix) is None:
+        if _parses_without(before + after):
             return False
-        start = ctx.prefix.count("\n") + 1  # 1-based line numbers, as SyntaxError reports them
+        start = before.count("\n") + 1  # 1-based line numbers, as SyntaxError reports them
         end = start + text.count("\n") + 1
         lineno = getattr(err, "lineno", None)
         if lineno is not None and start <= lineno <= end:
             return False
         return None
-    if language == "json":
+    if language == "json" and len(ctx.prefix) + len(ctx.suffix) <= WHOLE_PARSE_CHARS:
         try:
-            json.loads(doc)
+            json.loads(ctx.prefix + text + ctx.suffix)
             return True
         except json.JSONDecodeError as exc:
             try:

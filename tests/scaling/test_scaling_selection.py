@@ -57,6 +57,32 @@ def test_syntax_check_of_the_buffer_with_the_candidate():
     assert syntax_ok(build_context("int x = ;", 0, 8, path="x.c"), "1") is None  # no parser for C here
 
 
+def test_a_large_python_buffer_is_judged_around_the_cursor_not_parsed_whole(monkeypatch):
+    """Parsing a 1.5 MB module per candidate made ~45 MB of AST objects each time in the language server; a large
+    buffer is judged on the top-level statements around the cursor (from the def/class/decorator line above it to the
+    next one), with the same verdicts, and only once without the completion."""
+    from codefill.engine import selection
+
+    filler = "".join(f"def f{i}(a, b):\n    return a + b * {i}\n\n\n" for i in range(6000))  # ~240 KB each side
+    text = filler + "class Area:\n    @staticmethod\n    def area(r):\n        \n        return result\n\n\n" + filler
+    line = filler.count("\n") + 3
+    c = build_context(text, line, 8, path="geo.py")
+    parsed = []
+    real = selection._parse_python
+    monkeypatch.setattr(selection, "_parse_python", lambda src: parsed.append(src) or real(src))
+    selection._parses_without.cache_clear()
+    assert syntax_ok(c, "result = r * r") is True
+    assert syntax_ok(c, "result = (r * r") is False
+    assert syntax_ok(c, "result = [r") is False
+    assert max(len(p) for p in parsed) < 200 and len(parsed) == 4  # the class alone; the hole's buffer once
+    assert parsed[0].startswith("class Area:") and parsed[0].endswith("return result\n\n\n")
+    # no top-level line within reach above the cursor: not judged (a guess would be worse)
+    far = build_context("x = [\n" + "    1,\n" * 60000 + "    \n]\n", 60001, 4, path="big.py")
+    assert syntax_ok(far, "2,") is None
+    # a small buffer is still parsed whole: an error far from the cursor is seen
+    assert syntax_ok(build_context("def g(:\n    pass\n\ndef h():\n    \n", 4, 4, path="s.py"), "x = 1") is None
+
+
 def test_syntax_ranks_breaking_candidates_last():
     bad = C("result = (r * r", (-0.1,))
     good = C("result = r * r", (-2.0,))
