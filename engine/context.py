@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import BinaryFileError, DocumentTooLargeError, EmptyFileError, InputFileError, PositionError
@@ -146,11 +147,24 @@ class CompletionContext:
         end = self.suffix.find("\n")
         return self.suffix if end < 0 else self.suffix[:end]
 
-    @property
-    def following_lines(self) -> list[str]:
-        """Lines after the cursor line."""
-        end = self.suffix.find("\n")
-        return [] if end < 0 else self.suffix[end + 1 :].split("\n")
+    def following_lines(self) -> Iterator[str]:
+        """Lines after the cursor line, nearest first, found as they are read: callers want the next few, and
+        splitting a large document's whole suffix per request made tens of thousands of strings."""
+        s = self.suffix
+        i = s.find("\n")
+        while i >= 0:
+            j = s.find("\n", i + 1)
+            yield s[i + 1 :] if j < 0 else s[i + 1 : j]
+            i = j
+
+    def preceding_lines(self) -> Iterator[str]:
+        """Lines before the cursor line, nearest first (see `following_lines`)."""
+        p = self.prefix
+        end = p.rfind("\n")
+        while end >= 0:
+            start = p.rfind("\n", 0, end)
+            yield p[start + 1 : end]
+            end = start
 
     @property
     def indent(self) -> str:

@@ -223,7 +223,7 @@ class Stream:
         self.code_follows = False
         if rules.mode == "line" and not ctx.line_prefix.strip():
             self.duplicate_of = rules.next_line
-            code = next((ln for ln in ctx.following_lines
+            code = next((ln for ln in ctx.following_lines()
                          if ln.strip() and not ln.lstrip().startswith(_COMMENT_STARTS)), None)
             self.code_follows = code is not None and _indent_width(code) >= _indent_width(ctx.line_prefix)
         # A hole inside a word (`for op in oper|alance < 0:`): the rest of the cursor line cannot follow a line the

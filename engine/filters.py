@@ -6,6 +6,7 @@ golden cases in tests/golden/ (a document with a cursor marker, a raw model outp
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Callable
 
@@ -103,7 +104,7 @@ def remove_duplicate_suffix_lines(ctx: CompletionContext, text: str) -> str:
     lines = text.split("\n")
     if len(lines) < 2:
         return text
-    following = [ln for ln in ctx.following_lines if ln.strip()]
+    following = list(itertools.islice((ln for ln in ctx.following_lines() if ln.strip()), len(lines) - 1))
     if not following:
         return text
     # The longest tail of the completion that equals the head of the following (non-blank) lines. A line that only
@@ -150,7 +151,7 @@ def drop_duplicated(ctx: CompletionContext, text: str) -> str:
         return text
     if s == ctx.line_suffix.strip():
         return ""
-    nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
+    nxt = next((ln for ln in ctx.following_lines() if ln.strip()), None)
     if nxt is not None and s == nxt.strip() and not ctx.line_prefix.strip():
         return ""
     return text

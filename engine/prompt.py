@@ -79,19 +79,19 @@ class TokenCounter:
         return self._chars
 
 
-def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: TokenCounter) -> int:
-    """Index of the first line of `lines_before` to keep."""
+def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: TokenCounter, first: int = 0) -> int:
+    """Index of the first line to keep, counted in the whole prefix, of which `lines_before` are the last lines
+    before the cursor line, from line `first` on."""
     used = count(line_prefix)
     n = len(lines_before)
-    costs = [0] * n
     start = n
     for i in range(n - 1, -1, -1):
         c = count(lines_before[i] + "\n")
         if used + c > budget:
             break
         used += c
-        costs[i] = c
         start = i
+    start += first
     if start == 0:
         return 0
     # Snap to a grid: the smallest multiple of the grid step ≥ start keeps the start stable across keystrokes.
@@ -99,7 +99,19 @@ def _cut_prefix(lines_before: list[str], line_prefix: str, budget: int, count: T
     # half of the lines that fit.
     step = anchor_step(budget)
     snapped = -(-start // step) * step
-    return snapped if n - snapped >= (n - start) / 2 else start
+    total = first + n
+    return snapped if total - snapped >= (total - start) / 2 else start
+
+
+def _last_lines(text: str, n: int) -> tuple[list[str], int]:
+    """`text.split("\\n")` without its first lines when it has more than `n` + 1: only the last `n` lines and the
+    text after the last line break, and the index of the first of them. A prompt keeps fewer lines than its token
+    budget (every line costs a token), and splitting a large document's whole prefix per request made tens of
+    thousands of strings."""
+    lines = text.count("\n")
+    if lines <= n:
+        return text.split("\n"), 0
+    return text.rsplit("\n", n + 1)[1:], lines - n
 
 
 def anchor_step(budget_tokens: int) -> int:
@@ -197,13 +209,14 @@ class PromptBuilder:
 
     def build(self, ctx: CompletionContext) -> Prompt:
         fmt = self.fmt
-        before = ctx.prefix.split("\n")
+        before, first = _last_lines(ctx.prefix, self.budget.prefix_tokens + 1)
         lines_before, line_prefix = before[:-1], before[-1]
-        start = _cut_prefix(lines_before, line_prefix, self.budget.prefix_tokens, self.count)
-        prefix_text = "\n".join(lines_before[start:] + [line_prefix])
+        start = _cut_prefix(lines_before, line_prefix, self.budget.prefix_tokens, self.count, first)
+        prefix_text = "\n".join(lines_before[start - first :] + [line_prefix])
         suffix_text = ""
         if fmt.is_fim:
-            after = ctx.suffix.split("\n")
+            # as many lines as the budget can hold (each costs a token), then the rest unsplit (never reached)
+            after = ctx.suffix.split("\n", self.budget.suffix_tokens + 1)
             suffix_text = _cut_suffix(after[0], after[1:], self.budget.suffix_tokens, self.count)
 
         head: list[int] = [fmt.bos] if fmt.bos is not None else []

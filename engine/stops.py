@@ -42,8 +42,7 @@ def _keeps_indentation(ctx: CompletionContext) -> bool:
     lp = ctx.line_prefix
     if not lp or lp.strip():
         return False
-    before = ctx.prefix[: len(ctx.prefix) - len(lp)].split("\n")
-    above = next((ln for ln in reversed(before) if ln.strip()), None)
+    above = next((ln for ln in ctx.preceding_lines() if ln.strip()), None)
     if above is not None and opens_block(above) and _indent_width(above) >= _indent_width(lp):
         return False
     return True
@@ -56,7 +55,7 @@ class StopRules:
         self.max_lines = max_lines
         self._line_prefix = ctx.line_prefix
         self._cursor_line_blank = not self._line_prefix.strip()
-        nxt = next((ln for ln in ctx.following_lines if ln.strip()), None)
+        nxt = next((ln for ln in ctx.following_lines() if ln.strip()), None)
         self.next_line = nxt.strip() if nxt is not None else None
         self._next_indent = _indent_width(nxt) if nxt is not None else None
         self.no_leading_space = _keeps_indentation(ctx)

@@ -38,7 +38,13 @@ def test_context_lines():
     ctx = build_context("def f(x):\n    return x\n\nprint(f(1))\n", 1, 11)
     assert ctx.line_prefix == "    return "
     assert ctx.line_suffix == "x"
-    assert ctx.following_lines[:2] == ["", "print(f(1))"]
+    assert list(ctx.following_lines()) == ["", "print(f(1))", ""]
+    assert list(ctx.preceding_lines()) == ["def f(x):"]
+    for text in ("", "a", "a\n", "\n\n", "a\nb\n\nc", "\na\n"):
+        for cut in range(len(text) + 1):
+            c = build_context(text, text[:cut].count("\n"), cut - (text.rfind("\n", 0, cut) + 1))
+            assert list(c.following_lines()) == (c.suffix.split("\n")[1:])
+            assert list(c.preceding_lines()) == c.prefix.split("\n")[:-1][::-1]
     assert ctx.mode == "line"
     with pytest.raises(BinaryFileError):
         build_context("a\x00b", 0, 0)
