@@ -24,7 +24,6 @@ from typing import Callable, Collection, Sequence
 import numpy as np
 
 from .backend import Backend
-from .context import is_comment_line
 from .sampler import Draw, Sampler
 from .stops import StopRules, _indent_width
 from .types import StopReason
@@ -221,12 +220,11 @@ class Stream:
         # What a line completion on an empty line must not be (see `run`, diversion): the next line again, or a
         # statement that ends the block when more of the block's code follows it.
         self.duplicate_of: str | None = None
-        self.code_below = self.code_follows = False
+        self.code_follows = False
         if rules.mode == "line" and not ctx.line_prefix.strip():
             self.duplicate_of = rules.next_line
             code = next((ln for ln in ctx.following_lines()
                          if ln.strip() and not ln.lstrip().startswith(_COMMENT_STARTS)), None)
-            self.code_below = code is not None
             self.code_follows = code is not None and _indent_width(code) >= _indent_width(ctx.line_prefix)
         # A hole inside a word (`for op in oper|alance < 0:`): the rest of the cursor line cannot follow a line the
         # model writes from here, so the completion may run over several lines to where that rest fits (`_seek_join`).
@@ -270,10 +268,8 @@ class Stream:
 
     def dead_end(self) -> str | None:
         """Why a line completion that ended on its own cannot be what the hole holds, if it cannot: "repeat" (it only
-        repeats the next line; a filter would drop it), "unreachable" (it returns, raises, breaks or continues, and
-        the block's code goes on below it: that code could never run) or "comment" (only a comment, on an empty line
-        with code below it: the line is for code, and a comment written for the person states what they have not
-        decided; the model reading no suffix often describes the line instead of writing it)."""
+        repeats the next line; a filter would drop it) or "unreachable" (it returns, raises, breaks or continues, and
+        the block's code goes on below it: that code could never run)."""
         if self.reason not in (StopReason.NEWLINE, StopReason.EOS):
             return None
         text = self.text.strip()
@@ -281,8 +277,6 @@ class Stream:
             return "repeat"
         if self.code_follows and _ENDS_FLOW.match(text):
             return "unreachable"
-        if self.code_below and text and is_comment_line(text, self.rules.ctx.language):
-            return "comment"
         return None
 
     def add(self, draw: Draw, piece: bytes) -> bool:
@@ -352,12 +346,12 @@ class Stream:
     def diversion(self, kind: str, attempt: int) -> tuple[list[int], set[int]] | None:
         """(tokens to re-walk, tokens to refuse after them) for this candidate's `attempt`-th diversion (0 first), or
         None when there is none. A repeat is left at its `attempt`-th least likely token that produced text, where the
-        model was least sure; an unreachable statement or a comment at its first token of text (`return`, `#`), and
-        at the first tokens of the diversions that ended the block again."""
+        model was least sure; an unreachable statement at its first token of code (`return`), and at the first
+        tokens of the diversions that ended the block again."""
         content = [i for i, lp in enumerate(self.logprobs) if lp == lp]
         if not content:
             return None
-        if kind in ("unreachable", "comment"):
+        if kind == "unreachable":
             first = content[0]
             return self.tokens[:first], {self.tokens[first], *self.refused}
         ranked = sorted(content, key=lambda i: self.logprobs[i])
@@ -405,7 +399,7 @@ def run(backend: Backend, streams: list[Stream], limits: Limits, healing: Healin
     which it must not take again (then the second least sure: DIVERSIONS attempts), and the first diversion that
     ends its line with other code replaces it. Likewise a line that returns (raises, breaks, continues) where the
     block's code goes on below — the model, seeing no code after the cursor, ends the function at its first line —
-    is decoded again without that first token of code, and so is a line that is only a comment there."""
+    is decoded again without that first token of code."""
     batches = _run(backend, streams, limits, healing, cancelled)
     if not getattr(backend, "enumerable", True):  # a server's tokens cannot be restricted to the ones re-walked
         return batches
@@ -430,7 +424,7 @@ def run(backend: Backend, streams: list[Stream], limits: Limits, healing: Healin
                     s.adopt(t)
                     continue
                 s.decoded += t.decoded  # the work was done, though its outcome is not taken
-                if kind in ("unreachable", "comment") and len(t.tokens) > len(t.replay):
+                if kind == "unreachable" and len(t.tokens) > len(t.replay):
                     s.refused.add(t.tokens[len(t.replay)])
     return batches
 

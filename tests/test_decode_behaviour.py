@@ -353,29 +353,6 @@ def test_a_line_that_returns_where_the_block_goes_on_is_diverted(engine, monkeyp
     assert diverted.stop_reason == "newline"
 
 
-def test_a_comment_where_the_block_goes_on_is_diverted_to_code(engine, monkeypatch):
-    """HumanEval/1 line 6: on the empty line in the loop body the model writes a comment about the line it means
-    (`# Add the current character to the result list`); decoded again without the comment's first token, it writes
-    code. A comment on a line the person has started (`#` typed) is theirs to finish, and at the end of a file a
-    comment is kept."""
-    from codefill.engine import decode
-    from codefill.eval.humaneval import build_tasks
-    from codefill.eval.runner import request_for
-
-    task = next(t for t in build_tasks("single-line") if t.task_id == "HumanEval/1/single-line/6")
-    monkeypatch.setattr(decode, "DIVERSIONS", 0)
-    plain = engine.complete(request_for(task))
-    assert plain.text.startswith("#"), plain.text  # the control
-    monkeypatch.setattr(decode, "DIVERSIONS", 2)
-    diverted = engine.complete(request_for(task))
-    assert diverted.text.strip() and not diverted.text.lstrip().startswith("#"), diverted.text
-    assert diverted.stop_reason == "newline"
-    for prefix, suffix in ((task.prefix + "# ", task.suffix), (task.prefix, "\n")):
-        s = _stream_at(prefix + suffix, prefix.split("\n")[-1], line=prefix.count("\n"))
-        s.text, s.reason = "# Add the current character", decode.StopReason.NEWLINE
-        assert s.dead_end() is None
-
-
 def test_a_return_before_a_dedent_or_a_comment_is_kept(engine):
     """Where the block ends below the hole (the next code is less indented) a return is what it may hold; comment
     lines in between do not count as code."""
@@ -387,13 +364,13 @@ def test_a_return_before_a_dedent_or_a_comment_is_kept(engine):
 
 # ---------------------------------------------------------------------------------------------- holes inside a word
 
-def _stream_at(doc: str, mark: str, line: int | None = None):
+def _stream_at(doc: str, mark: str):
     from codefill.engine.context import build_context
     from codefill.engine.decode import Stream
     from codefill.engine.sampler import Sampler
     from codefill.engine.stops import StopRules
 
-    line = doc.count("\n", 0, doc.index(mark)) if line is None else line
+    line = doc.count("\n", 0, doc.index(mark))
     return Stream(0, Sampler(0.0, 1.0, 0), StopRules(build_context(doc, line, len(mark), mode="auto")))
 
 
