@@ -239,7 +239,10 @@ def test_ctrl_c_exits_130(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-m", "codefill", "eval", "humaneval", "--limit", "300", "--threads", "1",
                              "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            # as from a terminal: a shell that starts CI in the background (`cmd &`) hands its
+                            # children SIGINT ignored, and Python then keeps it ignored (the run goes on to the end)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
