@@ -197,7 +197,9 @@ def soak(
 ) -> None:
     """Type for --minutes through the language server (`codefill lsp` over stdio, as an editor starts it) across
     small and large documents, opening and closing them; print per --window: requests, answers, cancels, errors,
-    latency p50/p95 and the server's RSS. The goal: no errors, RSS flat within 5% after the first window.
+    latency p50/p95 and the server's RSS, as read at the window's end and with every document closed after it (the
+    client closes them all, then reopens as it goes on). The goal: no errors, the closed RSS flat within 5% after the
+    first window.
 
     Example: codefill bench soak --minutes 30 --window 5
     """

@@ -8,9 +8,13 @@ indentation and types it again at `cps` — each keystroke an incremental didCha
 suggestion that is what it was about to type, and puts the line back. Every request is accounted for: answered,
 cancelled by the client, or an error (an error response, or no answer within `answer_timeout_s`).
 
-Per window of `window_minutes`: requests sent, answered, shown (non-empty), cancelled, errors, answer latency p50/p95
-and the server's RSS at the window's end. What the soak is for: no errors, and RSS flat (within 5%) after the first
-window, which holds the model's load and the first large documents. Printed, never asserted.
+Per window of `window_minutes`: requests sent, answered, shown (non-empty), cancelled, errors, answer latency p50/p95,
+the server's RSS at the window's end, and its RSS with nothing open: when a window ends, the client closes every open
+document at the next line boundary (a person closing their tabs), waits for the server to have handled that (a
+request round trip), reads RSS, and goes on typing (documents reopen as they are chosen). RSS at the window's end
+depends on which documents happen to be open then (up to `max_open` of them, one of 4.7 MB); the closed reading
+compares like with like, so the growth is judged on it. What the soak is for: no errors, and RSS flat (within 5%) after the first window, which holds the model's load
+and the first large documents. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Window:
     closes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     rss_mb: float | None = None
+    idle_rss_mb: float | None = None  # after the window, with every document closed (see `run_soak`)
 
     def row(self) -> dict:
         def p(q):
@@ -52,7 +57,8 @@ class Window:
         return {"start_min": round(self.start_s / 60, 2), "requests": self.requests, "answered": self.answered,
                 "shown": self.shown, "cancelled": self.cancelled, "errors": self.errors, "accepts": self.accepts,
                 "opens": self.opens, "closes": self.closes, "p50_ms": p(50), "p95_ms": p(95),
-                "rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1)}
+                "rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1),
+                "idle_rss_mb": None if self.idle_rss_mb is None else round(self.idle_rss_mb, 1)}
 
 
 @dataclass
@@ -260,9 +266,24 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
 
         task.add_done_callback(done)
 
+    async def idle_rss() -> float | None:
+        """Close every open document, wait until the server has handled it, and read its RSS."""
+        for d in docs:
+            if d.open:
+                client.text_document_did_close(types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=d.uri)))
+                d.open = False
+                now_window().closes += 1
+        await asyncio.wait_for(client.protocol.send_request_async("codefill/backgroundStats", None), 60)
+        return proc_status_mb(pid)
+
     gap = 1.0 / cps
+    measured = 0  # windows[:measured] have their idle reading
     try:
         while time.perf_counter() - start < total_s:
+            if len(windows) - 1 > measured:  # a window ended during the last line
+                windows[len(windows) - 2].idle_rss_mb = await idle_rss()
+                measured = len(windows) - 1
             doc = rng.choice(docs)
             if not doc.open:
                 open_doc(doc)
@@ -308,9 +329,16 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
             now_window()
     finally:
         windows[-1].rss_mb = proc_status_mb(pid)
+        alive = client._server is not None and client._server.returncode is None
+        if alive:
+            try:
+                if len(windows) - 1 > measured:
+                    windows[len(windows) - 2].idle_rss_mb = await idle_rss()
+                windows[-1].idle_rss_mb = await idle_rss()
+            except Exception as exc:  # the summary says what went wrong; the server is still shut down below
+                server_errors.append(f"closing the documents: {exc!r}")
         if progress:
             progress(time.perf_counter() - start, total_s, windows[-1])
-        alive = client._server is not None and client._server.returncode is None
         if commands:
             await asyncio.wait(list(commands), timeout=30)
         if alive:
@@ -319,6 +347,7 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
         await client.stop()
     rows = [w.row() for w in windows if w.requests or w.opens]
     rss = [r["rss_mb"] for r in rows if r["rss_mb"] is not None]
+    idle = [r["idle_rss_mb"] for r in rows if r["idle_rss_mb"] is not None]
     all_lat = [x for w in windows for x in w.latencies_ms]
     summary = {
         "minutes": round((time.perf_counter() - start) / 60, 2), "documents": len(docs),
@@ -327,8 +356,10 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
         "errors": sum(r["errors"] for r in rows), "server_errors": server_errors[:10],
         "p50_ms": round(percentile(all_lat, 50), 1) if all_lat else None,
         "p95_ms": round(percentile(all_lat, 95), 1) if all_lat else None,
-        # after warm-up: from the end of the first window to the end of the last
-        "rss_growth_pct": round(100 * (rss[-1] - rss[0]) / rss[0], 1) if len(rss) >= 2 else None,
+        # after warm-up: from the end of the first window to the end of the last, with nothing open (the goal), and
+        # as read at each window's end with whatever was open then
+        "rss_growth_pct": round(100 * (idle[-1] - idle[0]) / idle[0], 1) if len(idle) >= 2 else None,
+        "rss_open_growth_pct": round(100 * (rss[-1] - rss[0]) / rss[0], 1) if len(rss) >= 2 else None,
         "exit_code": client._server.returncode if client._server is not None else None,
     }
     return {"windows": rows, "summary": summary}
@@ -336,15 +367,20 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
 
 def format_soak(result: dict) -> list[str]:
     out = [f"{'from min':>8} {'requests':>8} {'answered':>8} {'shown':>6} {'cancel':>6} {'errors':>6} "
-           f"{'accepts':>7} {'open/close':>10} {'p50 ms':>7} {'p95 ms':>7} {'RSS MB':>7}"]
+           f"{'accepts':>7} {'open/close':>10} {'p50 ms':>7} {'p95 ms':>7} {'RSS MB':>7} {'closed MB':>9}"]
     for r in result["windows"]:
         def f(v):
             return "-" if v is None else f"{v:.0f}"
         out.append(f"{r['start_min']:>8g} {r['requests']:>8} {r['answered']:>8} {r['shown']:>6} {r['cancelled']:>6} "
                    f"{r['errors']:>6} {r['accepts']:>7} {str(r['opens']) + '/' + str(r['closes']):>10} "
-                   f"{f(r['p50_ms']):>7} {f(r['p95_ms']):>7} {f(r['rss_mb']):>7}")
+                   f"{f(r['p50_ms']):>7} {f(r['p95_ms']):>7} {f(r['rss_mb']):>7} {f(r.get('idle_rss_mb')):>9}")
     s = result["summary"]
-    growth = "-" if s["rss_growth_pct"] is None else f"{s['rss_growth_pct']:+.1f}%"
+    def pct(v):
+        return "-" if v is None else f"{v:+.1f}%"
+
+    growth = pct(s["rss_growth_pct"])
+    if s.get("rss_open_growth_pct") is not None:
+        growth += f" with every document closed ({pct(s['rss_open_growth_pct'])} as read with some open)"
     out.append(f"{s['requests']} requests, {s['answered']} answered, {s['errors']} errors in {s['minutes']:g} min; "
                f"latency p50/p95 {s['p50_ms']}/{s['p95_ms']} ms; RSS after the first window {growth}; "
                f"server exit code {s['exit_code']}")

@@ -31,6 +31,7 @@ def test_a_short_soak_accounts_for_every_request(tmp_path):
     for r in rows:
         assert r["requests"] == r["answered"] + r["cancelled"] + r["errors"], r
         assert r["rss_mb"] and r["rss_mb"] > 50  # the model is in it
+        assert r["idle_rss_mb"] and r["idle_rss_mb"] > 50  # read with every document closed
     assert s["requests"] == sum(r["requests"] for r in rows) > 20
     assert s["answered"] > 0 and s["p50_ms"] is not None
     opens, closes = sum(r["opens"] for r in rows), sum(r["closes"] for r in rows)
@@ -38,11 +39,13 @@ def test_a_short_soak_accounts_for_every_request(tmp_path):
 
 def test_the_table_prints_each_window_and_the_growth():
     w1, w2 = Window(0.0, requests=10, answered=8, cancelled=2, latencies_ms=[10, 20, 30], rss_mb=400.0, opens=2), \
-        Window(300.0, requests=5, answered=5, latencies_ms=[15], rss_mb=404.0, closes=1)
+        Window(300.0, requests=5, answered=5, latencies_ms=[15], rss_mb=404.0, idle_rss_mb=398.0, closes=1)
     result = {"windows": [w1.row(), w2.row()], "summary": {
         "requests": 15, "answered": 13, "errors": 0, "minutes": 10, "p50_ms": 17.5, "p95_ms": 29.0,
-        "rss_growth_pct": 1.0, "exit_code": 0, "server_errors": []}}
+        "rss_growth_pct": 1.0, "rss_open_growth_pct": 2.5, "exit_code": 0, "server_errors": []}}
     lines = format_soak(result)
     assert lines[1].split()[:6] == ["0", "10", "8", "0", "2", "0"]
-    assert lines[2].split()[0] == "5" and lines[2].split()[-1] == "404"
-    assert "+1.0%" in lines[-1] and "15 requests" in lines[-1]
+    assert lines[1].split()[-2:] == ["400", "-"]  # RSS at the window's end; no reading with everything closed
+    assert lines[2].split()[0] == "5" and lines[2].split()[-2:] == ["404", "398"]
+    assert "+1.0% with every document closed (+2.5% as read with some open)" in lines[-1]
+    assert "15 requests" in lines[-1]
