@@ -13,8 +13,8 @@ the server's RSS at the window's end, and its RSS with nothing open: when a wind
 document at the next line boundary (a person closing their tabs), waits for the server to have handled that (a
 request round trip), reads RSS, and goes on typing (documents reopen as they are chosen). RSS at the window's end
 depends on which documents happen to be open then (up to `max_open` of them, one of 4.7 MB); the closed reading
-compares like with like, so the growth is judged on it. What the soak is for: no errors, and RSS flat (within 5%) after the first window, which holds the model's load
-and the first large documents. Printed, never asserted.
+compares like with like, so the growth is judged on it. What the soak is for: no errors, and RSS flat (within 5%)
+after the first window, which holds the model's load and the first large documents. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -179,14 +179,16 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
                 text=text)]))
         doc.lines[line] = row[:col_from] + text + row[col_to:]
 
+    def close_doc(doc: Document) -> None:
+        client.text_document_did_close(types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=doc.uri)))
+        doc.open = False
+        now_window().closes += 1
+
     def open_doc(doc: Document) -> None:
         open_docs = sorted((d for d in docs if d.open), key=lambda d: d.last_used)
         while len(open_docs) >= max_open:
-            old = open_docs.pop(0)
-            client.text_document_did_close(types.DidCloseTextDocumentParams(
-                text_document=types.TextDocumentIdentifier(uri=old.uri)))
-            old.open = False
-            now_window().closes += 1
+            close_doc(open_docs.pop(0))
         doc.version += 1
         client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
             uri=doc.uri, language_id="python", version=doc.version, text="\n".join(doc.lines))))
@@ -270,20 +272,19 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
         """Close every open document, wait until the server has handled it, and read its RSS."""
         for d in docs:
             if d.open:
-                client.text_document_did_close(types.DidCloseTextDocumentParams(
-                    text_document=types.TextDocumentIdentifier(uri=d.uri)))
-                d.open = False
-                now_window().closes += 1
+                close_doc(d)
         await asyncio.wait_for(client.protocol.send_request_async("codefill/backgroundStats", None), 60)
         return proc_status_mb(pid)
 
+    def ended_unread() -> bool:
+        """The window before the current one has no closed reading yet."""
+        return len(windows) >= 2 and windows[-2].idle_rss_mb is None
+
     gap = 1.0 / cps
-    measured = 0  # windows[:measured] have their idle reading
     try:
         while time.perf_counter() - start < total_s:
-            if len(windows) - 1 > measured:  # a window ended during the last line
-                windows[len(windows) - 2].idle_rss_mb = await idle_rss()
-                measured = len(windows) - 1
+            if ended_unread():  # a window ended during the last line
+                windows[-2].idle_rss_mb = await idle_rss()
             doc = rng.choice(docs)
             if not doc.open:
                 open_doc(doc)
@@ -332,8 +333,8 @@ async def run_soak(paths: list[str], state_dir: str, *, minutes: float, window_m
         alive = client._server is not None and client._server.returncode is None
         if alive:
             try:
-                if len(windows) - 1 > measured:
-                    windows[len(windows) - 2].idle_rss_mb = await idle_rss()
+                if ended_unread():
+                    windows[-2].idle_rss_mb = await idle_rss()
                 windows[-1].idle_rss_mb = await idle_rss()
             except Exception as exc:  # the summary says what went wrong; the server is still shut down below
                 server_errors.append(f"closing the documents: {exc!r}")
