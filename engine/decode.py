@@ -25,6 +25,7 @@ import numpy as np
 
 from .backend import Backend
 from .sampler import Draw, Sampler
+from . import names
 from .stops import StopRules, _indent_width
 from .types import StopReason
 
@@ -61,13 +62,14 @@ class HealingIndex:
     def __init__(self, vocab: Backend):
         self._vocab = vocab
         self._pieces: list[bytes] | None = None
-        self._cache: dict[tuple[bytes, bool, bool], np.ndarray] = {}
+        self._cache: dict[tuple[bytes, bool, bool, bool], np.ndarray] = {}
 
     @property
     def n_vocab(self) -> int:
         return self._vocab.n_vocab
 
-    def candidates(self, remaining: bytes, no_space: bool = False, no_newline: bool = False) -> np.ndarray | None:
+    def candidates(self, remaining: bytes, no_space: bool = False, no_newline: bool = False,
+                   no_word: bool = False) -> np.ndarray | None:
         """Tokens whose bytes are consistent with `remaining`: a prefix of it, or starting with all of it.
 
         `no_space` (the completion must not start with whitespace, see StopRules.no_leading_space; `remaining` is then
@@ -76,17 +78,20 @@ class HealingIndex:
         indentation's end was measured worse: 30.8% pass@1 on HumanEval single-line, against 31.5% without that.)
 
         `no_newline` (a line completion on a line holding only its indentation, see `Stream`): likewise no line break
-        right after `remaining` — a line that ends before any code is an empty suggestion."""
+        right after `remaining` — a line that ends before any code is an empty suggestion.
+
+        `no_word` (`remaining` ends a name the completion is made to start with, see `Stream` `force`): no word
+        character right after it — the name must end there, not grow into a longer one."""
         if not getattr(self._vocab, "enumerable", True):
             return None  # a server's tokenizer: its pieces cannot all be read, so no restriction (see remote.py)
-        key = (remaining, no_space, no_newline)
+        key = (remaining, no_space, no_newline, no_word)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         if self._pieces is None:
             self._pieces = [self._vocab.token_piece(t) for t in range(self._vocab.n_vocab)]
         n = len(remaining)
-        banned = (b" ", b"\t") * no_space + (b"\n", b"\r") * no_newline
+        banned = set((b" ", b"\t") * no_space + (b"\n", b"\r") * no_newline) | (_WORD_BYTES if no_word else set())
         ids = [t for t, p in enumerate(self._pieces) if p and (
             (remaining.startswith(p) and len(p) < n)
             or (p.startswith(remaining) and p[n : n + 1] not in banned))]
@@ -186,6 +191,7 @@ class PromptLookup:
         return self._buf[start + np.arange(k) % period].tolist()
 
 
+_WORD_BYTES = {bytes([c]) for c in b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"}
 DIVERSIONS = 2  # attempts per candidate that could not be what the hole holds (Stream.dead_end)
 # A statement that ends its block's flow, in Python and the C family (Go, Rust, JavaScript, Java, C#).
 _ENDS_FLOW = re.compile(r"(return|raise|throw|break|continue)\b")
@@ -208,12 +214,16 @@ class Stream:
     batches)."""
 
     def __init__(self, seq: int, sampler: Sampler, rules: StopRules, heal: str = "",
-                 replay: Sequence[int] = (), avoid: Collection[int] = ()):
+                 replay: Sequence[int] = (), avoid: Collection[int] = (), force: str = ""):
         self.seq = seq
         self.sampler = sampler
         self.rules = rules
         self.heal = heal
         self._heal_bytes = heal.encode("utf-8")
+        # Text the completion must start with (a diversion that binds a name the suffix needs, see `run`): its
+        # tokens are the model's own, restricted like healing to re-produce it, and it is part of the completion.
+        self.force = force
+        self._must = (heal + force).encode("utf-8")
         ctx = rules.ctx
         # A line completion on a line that holds only its indentation must start with code, not end the line.
         self.no_leading_newline = rules.mode == "line" and bool(ctx.line_prefix) and not ctx.line_prefix.strip()
@@ -254,11 +264,14 @@ class Stream:
             return np.array([self.replay[step]], dtype=np.int64)
         n_chars, n_heal = len(self.acc.text), len(self.heal)
         allowed = None
-        if n_chars < n_heal:
+        if self.force and n_chars < n_heal + len(self.force):
+            produced = self.acc.text.encode("utf-8")
+            allowed = healing.candidates(self._must[len(produced) :], no_word=bool(_WORD_END.search(self.force)))
+        elif n_chars < n_heal:
             produced = self.acc.text.encode("utf-8")
             allowed = healing.candidates(self._heal_bytes[len(produced) :], self.rules.no_leading_space,
                                          self.no_leading_newline)
-        elif n_chars == n_heal and (self.rules.no_leading_space or self.no_leading_newline):
+        elif n_chars == n_heal and not self.force and (self.rules.no_leading_space or self.no_leading_newline):
             allowed = healing.candidates(b"", self.rules.no_leading_space, self.no_leading_newline)
         if step == len(self.replay) and len(self.avoid):
             if allowed is None:
@@ -267,12 +280,16 @@ class Stream:
         return allowed
 
     def dead_end(self) -> str | None:
-        """Why a line completion that ended on its own cannot be what the hole holds, if it cannot: "repeat" (it only
-        repeats the next line; a filter would drop it) or "unreachable" (it returns, raises, breaks or continues, and
-        the block's code goes on below it: that code could never run)."""
-        if self.reason not in (StopReason.NEWLINE, StopReason.EOS):
+        """Why a line completion that ended on its own cannot be what the hole holds, if it cannot: "unbound" (the
+        code after the cursor reads names nothing defines, and this line binds none of them: names.needed), "repeat"
+        (it only repeats the next line; a filter would drop it) or "unreachable" (it returns, raises, breaks or
+        continues, and the block's code goes on below it: that code could never run)."""
+        if self.reason not in (StopReason.NEWLINE, StopReason.EOS) or self.rules.mode != "line":
             return None
         text = self.text.strip()
+        needs = self.rules.needed_names
+        if needs and not names.binds_any(text, needs):
+            return "unbound"
         if self.duplicate_of is not None and text == self.duplicate_of:
             return "repeat"
         if self.code_follows and _ENDS_FLOW.match(text):
@@ -343,22 +360,28 @@ class Stream:
                 elif reason == StopReason.MAX_TOKENS:
                     self.cut(0, reason)
 
-    def diversion(self, kind: str, attempt: int) -> tuple[list[int], set[int]] | None:
-        """(tokens to re-walk, tokens to refuse after them) for this candidate's `attempt`-th diversion (0 first), or
-        None when there is none. A repeat is left at its `attempt`-th least likely token that produced text, where the
-        model was least sure; an unreachable statement at its first token of code (`return`), and at the first
-        tokens of the diversions that ended the block again."""
+    def diversion(self, kind: str, attempt: int) -> tuple[list[int], set[int], str] | None:
+        """(tokens to re-walk, tokens to refuse after them, text to start with) for this candidate's `attempt`-th
+        diversion (0 first), or None when there is none. A repeat is left at its `attempt`-th least likely token that
+        produced text, where the model was least sure; an unreachable statement at its first token of code
+        (`return`), and at the first tokens of the diversions that ended the block again; an unbound line is
+        started again so that it binds one of the names the suffix needs (names.binding_starts, the `attempt`-th)."""
+        if kind == "unbound":
+            starts = names.binding_starts(self.rules.ctx, self.text, self.rules.needed_names)
+            if attempt >= len(starts):
+                return None
+            return [], set(), starts[attempt]
         content = [i for i, lp in enumerate(self.logprobs) if lp == lp]
         if not content:
             return None
         if kind == "unreachable":
             first = content[0]
-            return self.tokens[:first], {self.tokens[first], *self.refused}
+            return self.tokens[:first], {self.tokens[first], *self.refused}, ""
         ranked = sorted(content, key=lambda i: self.logprobs[i])
         if attempt >= len(ranked):
             return None
         i = ranked[attempt]
-        return self.tokens[:i], {self.tokens[i]}
+        return self.tokens[:i], {self.tokens[i]}, ""
 
     def adopt(self, other: "Stream") -> None:
         """Take a diversion's outcome as this candidate's (its decoding work is added to this one's)."""
@@ -411,7 +434,7 @@ def run(backend: Backend, streams: list[Stream], limits: Limits, healing: Healin
         for s, kind in stuck:
             d = s.diversion(kind, attempt)
             if d is not None:
-                tries.append((s, kind, Stream(0, s.sampler, s.rules, s.heal, replay=d[0], avoid=d[1])))
+                tries.append((s, kind, Stream(0, s.sampler, s.rules, s.heal, replay=d[0], avoid=d[1], force=d[2])))
         width = max(1, backend.n_seq)
         for start in range(0, len(tries), width):
             wave = tries[start : start + width]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from .context import CompletionContext, is_closing_line, opens_block
+from .names import needed
 from .types import StopReason
 
 
@@ -59,6 +60,15 @@ class StopRules:
         self.next_line = nxt.strip() if nxt is not None else None
         self._next_indent = _indent_width(nxt) if nxt is not None else None
         self.no_leading_space = _keeps_indentation(ctx)
+        self._needed: tuple[str, ...] | None = None
+
+    @property
+    def needed_names(self) -> tuple[str, ...]:
+        """Names the code after the cursor needs the hole to bind (names.needed; line mode only), found once, when a
+        finished line is first judged."""
+        if self._needed is None:
+            self._needed = needed(self.ctx) if self.mode == "line" else ()
+        return self._needed
 
     def check(self, text: str, final: bool = False) -> tuple[int, StopReason] | None:
         """(cut position, reason) if `text` must end at that position, else None.

@@ -353,6 +353,39 @@ def test_a_line_that_returns_where_the_block_goes_on_is_diverted(engine, monkeyp
     assert diverted.stop_reason == "newline"
 
 
+def test_a_line_that_binds_none_of_the_names_the_suffix_needs_is_started_again_with_one(engine, monkeypatch):
+    """HumanEval/1 line 3: the loop body below reads `c`, which nothing defines; the model, reading no suffix,
+    writes `for char in paren_string:`. Started again at that loop's unread target with `c`, it writes the loop
+    the body needs — and the rest of the line is the model's own."""
+    from codefill.engine import decode
+    from codefill.eval.humaneval import build_tasks
+    from codefill.eval.runner import request_for
+
+    task = next(t for t in build_tasks("single-line") if t.task_id == "HumanEval/1/single-line/3")
+    assert task.target.strip() == "for c in paren_string:"
+    monkeypatch.setattr(decode, "DIVERSIONS", 0)
+    plain = engine.complete(request_for(task))
+    assert plain.text.strip() == "for char in paren_string:"  # the control
+    monkeypatch.setattr(decode, "DIVERSIONS", 2)
+    bound = engine.complete(request_for(task))
+    assert bound.text.strip() == "for c in paren_string:" and bound.stop_reason == "newline"
+    assert bound.timings.decode_tokens > plain.timings.decode_tokens
+
+
+def test_a_helper_the_suffix_calls_is_defined_where_the_line_opens_a_block(engine, monkeypatch):
+    """The deeper line below reads `n`, the line after it calls `is_prime`: the hole opens the helper's `def`."""
+    from codefill.engine import decode
+
+    doc = ("def count_primes(xs):\n    \n        return n > 1 and all(n % k for k in range(2, n))\n"
+           "    return sum(1 for x in xs if is_prime(x))\n")
+    monkeypatch.setattr(decode, "DIVERSIONS", 0)
+    plain = _hole(engine, doc, 1, path="x.py")
+    assert plain.text.startswith("return ")  # the control
+    monkeypatch.setattr(decode, "DIVERSIONS", 2)
+    c = _hole(engine, doc, 1, path="x.py")
+    assert c.text.startswith("def is_prime(") and c.stop_reason == "newline"
+
+
 def test_a_return_before_a_dedent_or_a_comment_is_kept(engine):
     """Where the block ends below the hole (the next code is less indented) a return is what it may hold; comment
     lines in between do not count as code."""
