@@ -219,11 +219,10 @@ class Stream:
         self.sampler = sampler
         self.rules = rules
         self.heal = heal
-        self._heal_bytes = heal.encode("utf-8")
         # Text the completion must start with (a diversion that binds a name the suffix needs, see `run`): its
         # tokens are the model's own, restricted like healing to re-produce it, and it is part of the completion.
         self.force = force
-        self._must = (heal + force).encode("utf-8")
+        self._must = (heal + force).encode("utf-8")  # what the first tokens re-produce: the healed text, then force
         ctx = rules.ctx
         # A line completion on a line that holds only its indentation must start with code, not end the line.
         self.no_leading_newline = rules.mode == "line" and bool(ctx.line_prefix) and not ctx.line_prefix.strip()
@@ -264,13 +263,10 @@ class Stream:
             return np.array([self.replay[step]], dtype=np.int64)
         n_chars, n_heal = len(self.acc.text), len(self.heal)
         allowed = None
-        if self.force and n_chars < n_heal + len(self.force):
-            produced = self.acc.text.encode("utf-8")
-            allowed = healing.candidates(self._must[len(produced) :], no_word=bool(_WORD_END.search(self.force)))
-        elif n_chars < n_heal:
-            produced = self.acc.text.encode("utf-8")
-            allowed = healing.candidates(self._heal_bytes[len(produced) :], self.rules.no_leading_space,
-                                         self.no_leading_newline)
+        if n_chars < n_heal + len(self.force):
+            remaining = self._must[len(self.acc.text.encode("utf-8")) :]
+            allowed = (healing.candidates(remaining, no_word=bool(_WORD_END.search(self.force))) if self.force else
+                       healing.candidates(remaining, self.rules.no_leading_space, self.no_leading_newline))
         elif n_chars == n_heal and not self.force and (self.rules.no_leading_space or self.no_leading_newline):
             allowed = healing.candidates(b"", self.rules.no_leading_space, self.no_leading_newline)
         if step == len(self.replay) and len(self.avoid):

@@ -104,8 +104,8 @@ def needed(ctx: CompletionContext) -> tuple[str, ...]:
     scope = _blank(_scope(ctx))
     if not scope.strip():
         return ()
-    cands = [n for n in _names(scope) if n not in _KNOWN and not n.startswith("__")]
-    cands = [n for n in cands if n not in bound(scope)]
+    own = bound(scope)
+    cands = [n for n in _names(scope) if n not in _KNOWN and n not in own and not n.startswith("__")]
     if not cands:
         return ()
     near = ctx.prefix[-PREFIX_CLEAN_CHARS:]
